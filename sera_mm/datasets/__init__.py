@@ -1,0 +1,2 @@
+"""REFER-format datasets, pipeline transforms and the synthetic generator."""
+from . import transforms  # noqa: F401

