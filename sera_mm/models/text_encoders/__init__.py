@@ -1,0 +1,3 @@
+from .text_features import TextFeatures
+
+__all__ = ['TextFeatures']
