@@ -1,0 +1,184 @@
+"""High-level inference: build a model from a config and a checkpoint (full
+or PET), segment the regions that expressions refer to in an image."""
+import copy
+import random
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose
+from mmengine.registry import init_default_scope
+from mmengine.runner import set_random_seed
+from mmseg.structures import SegDataSample
+from torch import nn
+
+from sera_mm.engine.pet_checkpoint import (is_pet_checkpoint,
+                                           load_checkpoint_any,
+                                           read_checkpoint)
+from sera_mm.registry import MODELS
+from .image_io import ImageInput, load_image_bgr
+
+#: Transforms dropped from the test pipeline at inference: image loading
+#: (the image is given) and annotation loading (there is none).
+_DROPPED_TRANSFORMS = ('LoadImage', 'Annotation')
+
+
+@contextmanager
+def _seeded(seed: Optional[int]) -> Iterator[None]:
+    """Seed python/numpy/torch like the Runner does; restore afterwards."""
+    if seed is None:
+        yield
+        return
+    states = (random.getstate(), np.random.get_state(),
+              torch.random.get_rng_state())
+    set_random_seed(int(seed))
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
+
+
+def init_model(config: Union[str, Path, Config],
+               checkpoint: Optional[str] = None,
+               device: str = 'cpu',
+               cfg_options: Optional[dict] = None,
+               check_base: str = 'error') -> nn.Module:
+    """Build a segmentor from a config and load a full or PET checkpoint.
+
+    For a PET checkpoint the model is built and initialised as the training
+    run did (with the seed the checkpoint records, so randomly initialised
+    frozen parts are rebuilt identically; global RNG state is restored
+    afterwards), then the checkpoint is merged and checked (see
+    :func:`sera_mm.engine.load_pet_checkpoint`).
+
+    Args:
+        config: config file path or ``Config``.
+        checkpoint: checkpoint path; None leaves the built weights.
+        device: e.g. 'cpu' or 'cuda:0'.
+        cfg_options: entries merged into the config.
+        check_base: 'error' | 'warn' | 'ignore' for a PET base-weight
+            mismatch.
+
+    Returns:
+        The model in eval mode, with ``model.cfg`` set to the config.
+
+    Raises:
+        FileNotFoundError: the config or checkpoint file is missing.
+        TypeError: ``config`` is neither a path nor a ``Config``.
+    """
+    from sera_mm.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    if isinstance(config, (str, Path)):
+        if not Path(config).is_file():
+            raise FileNotFoundError(f'config file not found: {config}')
+        config = Config.fromfile(str(config))
+    elif isinstance(config, Config):
+        config = copy.deepcopy(config)
+    else:
+        raise TypeError(f'config must be a path or a Config, got '
+                        f'{type(config)}')
+    if cfg_options:
+        config.merge_from_dict(cfg_options)
+    init_default_scope(config.get('default_scope', 'sera_mm'))
+
+    ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
+    pet = ckpt is not None and is_pet_checkpoint(ckpt)
+    seed = ckpt['meta'].get('seed') if pet else None
+    with _seeded(seed):
+        model = MODELS.build(config.model)
+        if pet and hasattr(model, 'init_weights'):
+            model.init_weights()
+    if ckpt is not None:
+        load_checkpoint_any(model, ckpt, check_base=check_base)
+        dataset_meta = ckpt['meta'].get('dataset_meta')
+        if dataset_meta is not None:
+            model.dataset_meta = dataset_meta
+    model.cfg = config
+    model.to(device)
+    model.eval()
+    return model
+
+
+def _pipeline_cfg(cfg: Config) -> List[dict]:
+    if cfg.get('test_pipeline') is not None:
+        pipeline = cfg.test_pipeline
+    elif cfg.get('test_dataloader') is not None:
+        pipeline = cfg.test_dataloader.dataset.pipeline
+    else:
+        raise KeyError('the config has neither test_pipeline nor '
+                       'test_dataloader.dataset.pipeline')
+    kept = [copy.deepcopy(t) for t in pipeline
+            if not any(part in str(t.get('type', ''))
+                       for part in _DROPPED_TRANSFORMS)]
+    if not kept:
+        raise KeyError('the test pipeline has no transform left after '
+                       f'dropping loading steps: {pipeline}')
+    return kept
+
+
+def build_inference_pipeline(model: nn.Module) -> Compose:
+    """The config's test pipeline without image/annotation loading (cached
+    on the model as ``model._inference_pipeline``)."""
+    pipeline = getattr(model, '_inference_pipeline', None)
+    if pipeline is None:
+        cfg = getattr(model, 'cfg', None)
+        if cfg is None:
+            raise KeyError('model has no .cfg; build it with init_model')
+        init_default_scope(cfg.get('default_scope', 'sera_mm'))
+        pipeline = Compose(_pipeline_cfg(cfg))
+        model._inference_pipeline = pipeline
+    return pipeline
+
+
+def _check_texts(text: Union[str, Sequence[str]]) -> List[str]:
+    texts = [text] if isinstance(text, str) else list(text)
+    if not texts:
+        raise ValueError('text: expected an expression or a non-empty list '
+                         'of expressions, got an empty list')
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise ValueError(f'text[{i}]: expected str, got {type(t)}')
+        if not t.strip():
+            raise ValueError(f'text[{i}]: expected a non-empty expression, '
+                             f'got {t!r}')
+    return texts
+
+
+def inference_model(model: nn.Module, image: ImageInput,
+                    text: Union[str, Sequence[str]]) -> List[SegDataSample]:
+    """Segment the region each expression refers to.
+
+    Args:
+        model: a model from :func:`init_model`.
+        image: a path, an (H, W[, C]) uint8 BGR array (grayscale and BGRA
+            accepted) or a PIL image (any mode).
+        text: one expression or a list of them.
+
+    Returns:
+        One ``SegDataSample`` per expression with ``pred_sem_seg`` (1, H, W)
+        in {0, 1} and ``seg_logits`` at the image's original resolution;
+        its metainfo holds ``text`` (and ``routing`` if the model reports
+        it).
+
+    Raises:
+        FileNotFoundError: the image path does not exist.
+        ValueError: empty or non-string expression, or an unusable image.
+    """
+    texts = _check_texts(text)
+    img, img_path = load_image_bgr(image)
+    pipeline = build_inference_pipeline(model)
+    inputs, samples = [], []
+    for i, expression in enumerate(texts):
+        results = pipeline(
+            dict(img=img.copy(), img_path=img_path or '',
+                 img_shape=img.shape[:2], ori_shape=img.shape[:2],
+                 text=expression, sent_id=i, ref_id=None, expr_type=None))
+        inputs.append(results['inputs'])
+        samples.append(results['data_samples'])
+    with torch.no_grad():
+        return model.test_step(dict(inputs=inputs, data_samples=samples))

@@ -1,0 +1,412 @@
+"""Parameter-efficient (PET) checkpoints: save what was trained, merge it back.
+
+SERA freezes the pretrained encoders and trains only adapters, routers, the
+neck, the head and a few norm/bias terms. A PET checkpoint keeps only
+
+* the parameters with ``requires_grad=True`` (``trainable_keys``),
+* the buffers that changed during training (e.g. BatchNorm statistics of a
+  module that trains in ``train()`` mode), or that an earlier PET checkpoint
+  of the same run carried,
+
+plus ``meta['pet']``::
+
+    dict(format_version=1,
+         pretrained={'backbone.model_name_or_path': '...', ...},
+         trainable_keys=[...], buffer_keys=[...],
+         model_class='SERASegmentor',
+         config_digest='<sha256 of the model config>',
+         base_digest='<sha256 of every state entry the checkpoint omits>')
+
+Loading merges it into a model built with its pretrained weights and is
+strict about what the checkpoint holds: a key the model lacks, a shape
+mismatch, or a trainable parameter of the model that the checkpoint lacks is
+an error that lists every offending key (typically a checkpoint of another
+config). ``base_digest`` detects a model whose frozen weights differ from the
+ones the checkpoint was trained on (other pretrained weights, or randomly
+initialised encoders built with another seed).
+"""
+import hashlib
+import json
+import os
+import os.path as osp
+import warnings
+from typing import (Any, Dict, Iterable, List, Mapping, MutableMapping,
+                    Optional, Sequence, Set, Tuple, Union)
+
+import torch
+from mmengine.model import is_model_wrapper
+from torch import nn
+
+PET_META_KEY = 'pet'
+PET_FORMAT_VERSION = 1
+#: Config keys whose string values name pretrained weights (hub ids or
+#: local paths); recorded in ``meta['pet']['pretrained']``.
+PRETRAINED_CFG_KEYS: Tuple[str, ...] = (
+    'pretrained', 'pretrained_model_name_or_path', 'model_name_or_path',
+    'checkpoint', 'weights', 'weights_path', 'pretrained_path')
+_CHECK_MODES = ('error', 'warn', 'ignore')
+
+
+class CheckpointReadError(RuntimeError):
+    """A checkpoint file exists but cannot be read (truncated or corrupt)."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's contents do not fit the model it is loaded into."""
+
+
+# --------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside a DDP/MMDistributedDataParallel wrapper."""
+    return model.module if is_model_wrapper(model) else model
+
+
+def read_checkpoint(filename: str,
+                    map_location: Union[str, torch.device] = 'cpu'
+                    ) -> Dict[str, Any]:
+    """Read a checkpoint file into a dict with a ``state_dict`` key.
+
+    Uses ``torch.load(weights_only=True)`` (``import sera_mm`` allows the
+    extra classes mmengine stores in ``meta``). A bare state dict (a mapping
+    of tensors) is returned as ``{'state_dict': it, 'meta': {}}``.
+
+    Raises:
+        FileNotFoundError: ``filename`` does not exist.
+        CheckpointReadError: the file is truncated, corrupt or not a torch
+            checkpoint; the message names the file and its size.
+        CheckpointMismatchError: the file holds no state dict.
+    """
+    filename = os.fspath(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint file not found: {filename}')
+    try:
+        obj = torch.load(filename, map_location=map_location,
+                         weights_only=True)
+    except Exception as err:  # torch raises several types for bad files
+        size = osp.getsize(filename)
+        raise CheckpointReadError(
+            f'cannot read checkpoint "{filename}" ({size} bytes): the file '
+            'is truncated, corrupt or not a torch checkpoint '
+            f'({type(err).__name__}: {err})') from err
+    if not isinstance(obj, MutableMapping):
+        raise CheckpointMismatchError(
+            f'checkpoint "{filename}" should hold a dict, got {type(obj)}')
+    if 'state_dict' not in obj:
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return {'state_dict': obj, 'meta': {}}
+        raise CheckpointMismatchError(
+            f'checkpoint "{filename}" has no "state_dict"; keys: '
+            f'{sorted(obj)}')
+    obj.setdefault('meta', {})
+    return obj
+
+
+def is_pet_checkpoint(checkpoint: Mapping[str, Any]) -> bool:
+    """Whether ``checkpoint`` (a dict from :func:`read_checkpoint`) is PET."""
+    meta = checkpoint.get('meta') or {}
+    return isinstance(meta, Mapping) and PET_META_KEY in meta
+
+
+def strip_prefix(state_dict: Mapping[str, torch.Tensor],
+                 prefix: str = 'module.') -> Dict[str, torch.Tensor]:
+    """Drop a DDP ``module.`` prefix from every key that has it."""
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v
+            for k, v in state_dict.items()}
+
+
+# --------------------------------------------------------------------------
+# What a PET checkpoint holds
+# --------------------------------------------------------------------------
+def trainable_keys(model: nn.Module) -> List[str]:
+    """State-dict names of the parameters with ``requires_grad=True``
+    (every name of a tied parameter), sorted."""
+    model = unwrap_model(model)
+    return sorted(
+        name for name, p in model.named_parameters(remove_duplicate=False)
+        if p.requires_grad)
+
+
+def buffer_keys(model: nn.Module) -> Set[str]:
+    """State-dict names of the model's persistent buffers."""
+    model = unwrap_model(model)
+    state_keys = set(model.state_dict().keys())
+    return {name for name, _ in model.named_buffers(remove_duplicate=False)
+            if name in state_keys}
+
+
+def state_digest(state: Mapping[str, torch.Tensor],
+                 keys: Optional[Iterable[str]] = None) -> str:
+    """SHA-256 over ``keys`` (default: all) of ``state`` in sorted order:
+    each entry contributes its name, dtype, shape and raw bytes, so equal
+    digests mean bit-identical tensors."""
+    sha = hashlib.sha256()
+    for key in sorted(state.keys() if keys is None else keys):
+        tensor = state[key].detach().cpu().contiguous()
+        sha.update(f'{key}|{tensor.dtype}|{tuple(tensor.shape)}|'.encode())
+        if tensor.numel():
+            sha.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()
+
+
+def collect_pretrained_sources(
+        model_cfg: Any,
+        cfg_keys: Sequence[str] = PRETRAINED_CFG_KEYS) -> Dict[str, str]:
+    """Find the pretrained-weight ids/paths in a model config.
+
+    Args:
+        model_cfg: the ``model`` config (nested dicts/lists).
+        cfg_keys: key names whose non-empty string values are recorded.
+
+    Returns:
+        ``{'dotted.config.path': value}``, e.g.
+        ``{'backbone.model_name_or_path': 'facebook/dinov2-base'}``.
+    """
+    found: Dict[str, str] = {}
+
+    def visit(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                sub = f'{path}.{key}' if path else str(key)
+                if key in cfg_keys and isinstance(value, str) and value:
+                    found[sub] = value
+                else:
+                    visit(value, sub)
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                visit(value, f'{path}[{i}]')
+
+    visit(model_cfg, '')
+    return found
+
+
+def config_digest(model_cfg: Any) -> str:
+    """SHA-256 of the model config serialised as sorted JSON."""
+    if hasattr(model_cfg, 'to_dict'):
+        model_cfg = model_cfg.to_dict()
+    text = json.dumps(model_cfg, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def make_pet_checkpoint_state(
+        model: nn.Module,
+        state_dict: Mapping[str, torch.Tensor],
+        extra_buffer_keys: Iterable[str] = (),
+        model_cfg: Any = None,
+        cfg_keys: Sequence[str] = PRETRAINED_CFG_KEYS
+) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Filter a full state dict down to its PET part.
+
+    Args:
+        model: the trained model (wrapped or not); its ``requires_grad``
+            flags decide what is trainable.
+        state_dict: the model's full state dict (e.g. the one mmengine's
+            Runner put into the checkpoint).
+        extra_buffer_keys: buffers to keep besides the trainable
+            parameters (those that changed in training).
+        model_cfg: the model config, for ``pretrained`` and
+            ``config_digest``; None records neither.
+        cfg_keys: see :func:`collect_pretrained_sources`.
+
+    Returns:
+        ``(pet_state_dict, pet_meta)``; ``pet_meta`` goes to
+        ``checkpoint['meta']['pet']``.
+
+    Raises:
+        KeyError: a trainable parameter or an extra buffer is missing from
+            ``state_dict``.
+    """
+    state_dict = strip_prefix(state_dict)
+    train_keys = trainable_keys(model)
+    extra = sorted(set(extra_buffer_keys) - set(train_keys))
+    missing = [k for k in train_keys + extra if k not in state_dict]
+    if missing:
+        raise KeyError(f'state_dict lacks {len(missing)} keys the PET '
+                       f'checkpoint must hold: {missing}')
+    keep = set(train_keys) | set(extra)
+    pet_state = {k: v for k, v in state_dict.items() if k in keep}
+    meta = dict(
+        format_version=PET_FORMAT_VERSION,
+        pretrained=(collect_pretrained_sources(model_cfg, cfg_keys)
+                    if model_cfg is not None else {}),
+        trainable_keys=train_keys,
+        buffer_keys=extra,
+        model_class=type(unwrap_model(model)).__name__,
+        config_digest=(config_digest(model_cfg)
+                       if model_cfg is not None else None),
+        base_digest=state_digest(
+            state_dict, [k for k in state_dict if k not in keep]),
+    )
+    return pet_state, meta
+
+
+# --------------------------------------------------------------------------
+# Checking and loading
+# --------------------------------------------------------------------------
+def _format_keys(title: str, keys: Sequence[str]) -> str:
+    return f'  - {len(keys)} {title}: ' + ', '.join(keys)
+
+
+def check_state_fits_model(model: nn.Module,
+                           state: Mapping[str, torch.Tensor],
+                           partial: bool,
+                           source: str = 'checkpoint') -> None:
+    """Raise if ``state`` does not fit ``model``.
+
+    Args:
+        model: target model (wrapped or not).
+        state: the checkpoint's state dict (no ``module.`` prefix).
+        partial: True for a PET checkpoint (frozen parameters and buffers
+            may be absent), False for a full one (every key must be there).
+        source: how the message names the checkpoint (its path).
+
+    Raises:
+        CheckpointMismatchError: listing every key the model lacks, every
+            shape mismatch, and every required key the checkpoint lacks.
+    """
+    model = unwrap_model(model)
+    model_state = model.state_dict()
+    unexpected = sorted(k for k in state if k not in model_state)
+    mismatched = sorted(
+        f'{k}: checkpoint {tuple(v.shape)} vs model '
+        f'{tuple(model_state[k].shape)}' for k, v in state.items()
+        if k in model_state and tuple(v.shape) != tuple(model_state[k].shape))
+    if partial:
+        required = trainable_keys(model)
+        missing_title = 'trainable parameters of the model missing from it'
+    else:
+        required = list(model_state.keys())
+        missing_title = 'keys of the model missing from it'
+    missing = sorted(k for k in required if k not in state)
+    if not (unexpected or mismatched or missing):
+        return
+    lines = [f'{source} does not fit the model {type(model).__name__} '
+             '(is it a checkpoint of another config?):']
+    if unexpected:
+        lines.append(_format_keys('keys not in the model', unexpected))
+    if mismatched:
+        lines.append(_format_keys('shape mismatches', mismatched))
+    if missing:
+        lines.append(_format_keys(missing_title, missing))
+    raise CheckpointMismatchError('\n'.join(lines))
+
+
+def check_base_digest(model: nn.Module,
+                      state: Mapping[str, torch.Tensor],
+                      pet_meta: Mapping[str, Any],
+                      mode: str = 'error',
+                      source: str = 'checkpoint') -> bool:
+    """Compare the model's weights outside the PET checkpoint with the ones
+    it was trained on.
+
+    Args:
+        model: target model, built with its pretrained weights.
+        state: the PET state dict.
+        pet_meta: ``checkpoint['meta']['pet']``.
+        mode: 'error' raises, 'warn' warns, 'ignore' skips the check.
+        source: how the message names the checkpoint.
+
+    Returns:
+        True if the digests match (or there is none to check).
+
+    Raises:
+        ValueError: ``mode`` is not one of 'error'/'warn'/'ignore'.
+        CheckpointMismatchError: the digests differ and ``mode='error'``.
+    """
+    if mode not in _CHECK_MODES:
+        raise ValueError(f'check mode must be one of {_CHECK_MODES}, '
+                         f'got {mode!r}')
+    expected = pet_meta.get('base_digest')
+    if mode == 'ignore' or not expected:
+        return True
+    model_state = unwrap_model(model).state_dict()
+    actual = state_digest(model_state,
+                          [k for k in model_state if k not in state])
+    if actual == expected:
+        return True
+    msg = (f'{source}: the model\'s frozen weights differ from those the PET '
+           'checkpoint was trained on (base digest '
+           f'{actual[:12]} != {expected[:12]}); build the model with the '
+           f'pretrained weights {dict(pet_meta.get("pretrained") or {})} '
+           '(randomly initialised encoders need the training seed)')
+    if mode == 'error':
+        raise CheckpointMismatchError(msg)
+    warnings.warn(msg)
+    return False
+
+
+def _resolve(checkpoint: Union[str, Mapping[str, Any]],
+             source: Optional[str]) -> Tuple[Dict[str, Any], str]:
+    if isinstance(checkpoint, (str, os.PathLike)):
+        return read_checkpoint(checkpoint), f'checkpoint "{checkpoint}"'
+    if not isinstance(checkpoint, Mapping) or 'state_dict' not in checkpoint:
+        raise CheckpointMismatchError(
+            'checkpoint must be a file path or a dict with "state_dict", got '
+            f'{type(checkpoint)}')
+    return dict(checkpoint), source or 'checkpoint'
+
+
+def load_pet_checkpoint(model: nn.Module,
+                        checkpoint: Union[str, Mapping[str, Any]],
+                        check_base: str = 'error',
+                        source: Optional[str] = None) -> Dict[str, Any]:
+    """Merge a PET checkpoint into a model built with its pretrained weights.
+
+    Args:
+        model: the model (wrapped or not), built from the same config.
+        checkpoint: a file path or a dict from :func:`read_checkpoint`.
+        check_base: what a base-weight digest mismatch does: 'error',
+            'warn' or 'ignore' (see :func:`check_base_digest`).
+        source: how messages name a checkpoint given as a dict.
+
+    Returns:
+        The checkpoint dict.
+
+    Raises:
+        FileNotFoundError, CheckpointReadError: see :func:`read_checkpoint`.
+        CheckpointMismatchError: not a PET checkpoint, or it does not fit
+            the model (every offending key listed), or its base weights
+            differ (``check_base='error'``).
+    """
+    ckpt, source = _resolve(checkpoint, source)
+    if not is_pet_checkpoint(ckpt):
+        raise CheckpointMismatchError(
+            f'{source} is not a PET checkpoint (no meta["{PET_META_KEY}"]); '
+            'load it with load_full_checkpoint')
+    state = strip_prefix(ckpt['state_dict'])
+    check_state_fits_model(model, state, partial=True, source=source)
+    check_base_digest(model, state, ckpt['meta'][PET_META_KEY],
+                      mode=check_base, source=source)
+    unwrap_model(model).load_state_dict(state, strict=False)
+    return ckpt
+
+
+def load_full_checkpoint(model: nn.Module,
+                         checkpoint: Union[str, Mapping[str, Any]],
+                         source: Optional[str] = None) -> Dict[str, Any]:
+    """Load a full checkpoint strictly (every key, every shape).
+
+    Raises:
+        FileNotFoundError, CheckpointReadError: see :func:`read_checkpoint`.
+        CheckpointMismatchError: listing every offending key.
+    """
+    ckpt, source = _resolve(checkpoint, source)
+    state = strip_prefix(ckpt['state_dict'])
+    check_state_fits_model(model, state, partial=False, source=source)
+    unwrap_model(model).load_state_dict(state, strict=True)
+    return ckpt
+
+
+def load_checkpoint_any(model: nn.Module,
+                        checkpoint: Union[str, Mapping[str, Any]],
+                        check_base: str = 'error') -> Dict[str, Any]:
+    """Load a PET or a full checkpoint, told apart by ``meta['pet']``.
+
+    Returns:
+        The checkpoint dict.
+    """
+    ckpt, source = _resolve(checkpoint, None)
+    if is_pet_checkpoint(ckpt):
+        return load_pet_checkpoint(model, ckpt, check_base, source=source)
+    return load_full_checkpoint(model, ckpt, source=source)

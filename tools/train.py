@@ -1,0 +1,86 @@
+"""Train a SERA-MM model (mmseg's ``tools/train.py`` behaviour).
+
+Examples::
+
+    python tools/train.py configs/sera/sera_vitb_refcoco.py
+    python tools/train.py CONFIG --work-dir work_dirs/run1 --amp \
+        --cfg-options train_cfg.max_iters=1000
+    python tools/train.py CONFIG --resume            # latest in work dir
+    python tools/train.py CONFIG --resume path/to/iter_2000.pth
+    bash tools/dist_train.sh CONFIG 2                # torchrun, CPU or GPU
+
+``--amp``: with CUDA, mmengine's ``AmpOptimWrapper`` (fp16 with dynamic loss
+scaling); without CUDA, ``CPUAmpOptimWrapper`` (bfloat16 autocast, the only
+dtype CPU autocast supports; no loss scaling needed).
+"""
+import argparse
+import os
+
+import sera_mm  # noqa: F401  (mmcv.ops fallback, safe checkpoint loading)
+from mmengine.config import DictAction
+from mmengine.runner import Runner
+
+from sera_mm.engine import cleanup_distributed, setup_distributed
+from sera_mm.engine.launch_utils import (enable_amp, load_config,
+                                         resolve_work_dir)
+from sera_mm.registry import RUNNERS
+from sera_mm.utils import register_all_modules
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a SERA-MM model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        default=None,
+        help='resume from CKPT, or (no value) from the latest checkpoint in '
+        'the work dir')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='mixed precision (fp16 on CUDA, bfloat16 autocast on CPU)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, key=value (e.g. '
+        'train_cfg.max_iters=100 "model.neck.channels=128")')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    register_all_modules(init_default_scope=True)
+    cfg = load_config(args.config, args.cfg_options)
+    resolve_work_dir(cfg, args.config, args.work_dir)
+    if args.amp:
+        enable_amp(cfg)
+    if args.resume == 'auto':
+        cfg.resume = True  # the Runner finds the latest checkpoint
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    else:
+        cfg.resume = False
+
+    setup_distributed(cfg, args.launcher)
+    finished = False
+    try:
+        runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
+                  RUNNERS.build(cfg))
+        runner.train()
+        finished = True
+    finally:
+        cleanup_distributed(barrier=finished)
+
+
+if __name__ == '__main__':
+    main()
