@@ -1,0 +1,158 @@
+"""SERA-Adapter: routed grid experts plus word cross-attention, inserted
+after a backbone block as a zero-initialised residual."""
+import copy
+from typing import Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from sera_mm.models.routers import ExpertRouter  # noqa: F401 (registers)
+from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.registry import MODELS
+from .cross_attention import WordCrossAttention
+from .experts import build_experts, expert_name
+
+
+@MODELS.register_module()
+class SERAAdapter(nn.Module):
+    """Spatio-semantic expert adapter for a block's token sequence.
+
+    Data flow, for tokens (B, N, C) with N = num_prefix + h * w::
+
+        x = down(LN(tokens))                         # (B, N, d)
+        g = patch part of x as a grid                 # (B, d, h, w)
+        y = sum_e w_e * expert_e(g)                   # w from the router
+        q = y as tokens (B, hw, d); q = q + attn(q, words, pad_mask)
+        delta = up(GELU(dropout(q))) * scale          # (B, hw, C)
+        out = tokens + [0 for prefix tokens ; delta for patch tokens]
+
+    Prefix tokens (CLS, registers) are kept aside and receive a zero delta:
+    the experts are defined on the grid only, and leaving the prefix
+    untouched keeps the backbone's global tokens as pretrained.
+
+    The up-projection (weight and bias) is zero-initialised, so at
+    initialisation the adapter returns its input bit-exactly.
+
+    Args:
+        in_channels: token width C.
+        text_channels: word/sentence feature width C_t.
+        hidden_channels: adapter width d (divisible by ``num_heads``).
+        experts: expert short names ('spatial', 'context', 'boundary',
+            'semantic') or expert config dicts; one or more.
+        router: router config; ``in_channels`` (= d), ``text_channels`` and
+            ``num_experts`` are filled in.
+        num_heads: heads of the word cross-attention.
+        init_scale: initial value of the output scale.
+        learnable_scale: make the scale a learnable scalar (else a fixed
+            buffer).
+        dropout: dropout before the up-projection and in the attention.
+
+    Attributes:
+        router: the expert router (``router.expert_names`` are the experts'
+            names).
+        expert_names: names of the experts, in order.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 text_channels: int,
+                 hidden_channels: int = 64,
+                 experts: Sequence[Union[str, dict]] = ('spatial', 'context',
+                                                        'boundary',
+                                                        'semantic'),
+                 router: dict = dict(type='ExpertRouter'),
+                 num_heads: int = 4,
+                 init_scale: float = 1.0,
+                 learnable_scale: bool = True,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.text_channels = text_channels
+        self.hidden_channels = hidden_channels
+        self.norm = nn.LayerNorm(in_channels)
+        self.down = nn.Linear(in_channels, hidden_channels)
+        self.experts = build_experts(list(experts), hidden_channels)
+        self.expert_names = [expert_name(e) for e in experts]
+        router_cfg = copy.deepcopy(dict(router))
+        router_cfg.update(
+            in_channels=hidden_channels,
+            text_channels=text_channels,
+            num_experts=len(self.experts))
+        self.router = MODELS.build(router_cfg)
+        self.router.expert_names = list(self.expert_names)
+        self.cross_attn = WordCrossAttention(
+            hidden_channels, text_channels, num_heads, dropout=dropout)
+        self.act = nn.GELU()
+        self.drop = nn.Dropout(dropout)
+        self.up = nn.Linear(hidden_channels, in_channels)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+        if learnable_scale:
+            self.scale = nn.Parameter(torch.tensor(float(init_scale)))
+        else:
+            self.register_buffer('scale', torch.tensor(float(init_scale)))
+
+    def _check_inputs(self, tokens: Tensor, hw: Tuple[int, int],
+                      num_prefix: int, text: TextFeatures) -> None:
+        if tokens.dim() != 3 or tokens.shape[2] != self.in_channels:
+            raise ValueError(
+                f'tokens must have shape (B, N, {self.in_channels}), got '
+                f'{tuple(tokens.shape)}')
+        if len(hw) != 2:
+            raise ValueError(f'hw must be (h, w), got {hw!r}')
+        h, w = int(hw[0]), int(hw[1])
+        n = tokens.shape[1]
+        if num_prefix < 0 or n != num_prefix + h * w:
+            raise ValueError(
+                f'token count N={n} must equal num_prefix ({num_prefix}) + '
+                f'h*w ({h}*{w}={h * w}) = {num_prefix + h * w}')
+        b = tokens.shape[0]
+        if text.words.shape[0] != b or text.sentence.shape[0] != b:
+            raise ValueError(
+                f'text batch (words {text.words.shape[0]}, sentence '
+                f'{text.sentence.shape[0]}) must equal tokens batch ({b})')
+        if (text.words.shape[-1] != self.text_channels
+                or text.sentence.shape[-1] != self.text_channels):
+            raise ValueError(
+                f'text channels must be {self.text_channels}, got words '
+                f'{tuple(text.words.shape)}, sentence '
+                f'{tuple(text.sentence.shape)}')
+
+    def forward(self, tokens: Tensor, hw: Tuple[int, int], num_prefix: int,
+                text: TextFeatures) -> Tensor:
+        """Add the adapter's delta to a block's tokens.
+
+        Args:
+            tokens: block output, (B, N, C), N = num_prefix + h * w, prefix
+                tokens first, patch tokens in row-major grid order.
+            hw: grid size (h, w).
+            num_prefix: number of prefix tokens (CLS, registers), >= 0.
+            text: encoded expressions (words (B, L, C_t), pad_mask (B, L),
+                sentence (B, C_t)).
+
+        Returns:
+            Tensor: tokens + delta, (B, N, C).
+        """
+        self._check_inputs(tokens, hw, num_prefix, text)
+        h, w = int(hw[0]), int(hw[1])
+        b = tokens.shape[0]
+        d = self.hidden_channels
+        x = self.down(self.norm(tokens))  # (B, N, d)
+        patch = x[:, num_prefix:]  # (B, hw, d)
+        grid = patch.transpose(1, 2).reshape(b, d, h, w)
+        weights = self.router(grid, text.sentence)  # (B, E) | (B, E, h, w)
+        mixed = None
+        for i, expert in enumerate(self.experts):
+            wi = weights[:, i]
+            wi = wi[:, None, None, None] if wi.dim() == 1 else wi[:, None]
+            out = expert(grid) * wi
+            mixed = out if mixed is None else mixed + out
+        q = mixed.flatten(2).transpose(1, 2)  # (B, hw, d)
+        q = q + self.cross_attn(q, text.words, text.pad_mask)
+        delta = self.up(self.drop(self.act(q))) * self.scale  # (B, hw, C)
+        if num_prefix > 0:
+            delta = torch.cat([delta.new_zeros(b, num_prefix, delta.shape[2]),
+                               delta],
+                              dim=1)
+        return tokens + delta

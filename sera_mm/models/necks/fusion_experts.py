@@ -1,0 +1,164 @@
+"""Geometry-preserving experts of the SERA-Fusion neck.
+
+Each maps (B, C, h, w) to (B, C, h, w) and keeps the spatial layout (no
+stride, same size out). Short names: 'identity', 'conv3x3', 'dilated3x3',
+'coord', 'multiscale' (see :func:`build_fusion_experts`).
+"""
+from typing import Dict, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from sera_mm.models.adapters.experts import build_experts
+from sera_mm.registry import MODELS
+
+
+def _num_groups(channels: int, max_groups: int = 32) -> int:
+    """Largest divisor of ``channels`` not above ``max_groups``."""
+    for g in range(min(max_groups, channels), 0, -1):
+        if channels % g == 0:
+            return g
+    return 1
+
+
+class _ConvNormAct(nn.Sequential):
+    """Conv2d (no bias) -> GroupNorm -> ReLU."""
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: int,
+                 dilation: int = 1) -> None:
+        padding = dilation * (kernel_size // 2)
+        super().__init__(
+            nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                padding=padding,
+                dilation=dilation,
+                bias=False),
+            nn.GroupNorm(_num_groups(out_channels), out_channels),
+            nn.ReLU(inplace=True))
+
+
+def _check_grid(x: Tensor, channels: int, name: str) -> None:
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f'{name} expects input of shape (B, {channels}, h, '
+                         f'w), got {tuple(x.shape)}')
+
+
+@MODELS.register_module()
+class PointwiseFusionExpert(nn.Module):
+    """'identity': a 1x1 conv (+ GroupNorm + ReLU), no spatial mixing."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.block = _ConvNormAct(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, h, w) -> (B, C, h, w)."""
+        _check_grid(x, self.channels, type(self).__name__)
+        return self.block(x)
+
+
+@MODELS.register_module()
+class ConvFusionExpert(nn.Module):
+    """'conv3x3' / 'dilated3x3': a (dilated) 3x3 conv + GroupNorm + ReLU.
+
+    Args:
+        channels: C, input and output channels.
+        dilation: 1 for 'conv3x3'; 'dilated3x3' uses 2 by default.
+    """
+
+    def __init__(self, channels: int, dilation: int = 1) -> None:
+        super().__init__()
+        if dilation < 1:
+            raise ValueError(f'dilation must be >= 1, got {dilation}')
+        self.channels = channels
+        self.dilation = dilation
+        self.block = _ConvNormAct(channels, channels, 3, dilation=dilation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, h, w) -> (B, C, h, w)."""
+        _check_grid(x, self.channels, type(self).__name__)
+        return self.block(x)
+
+
+@MODELS.register_module()
+class DilatedFusionExpert(ConvFusionExpert):
+    """'dilated3x3': a 3x3 conv with dilation (default 2)."""
+
+    def __init__(self, channels: int, dilation: int = 2) -> None:
+        super().__init__(channels, dilation=dilation)
+
+
+def coord_maps(x: Tensor) -> Tensor:
+    """Normalised coordinate maps for a grid, (B, 2, h, w): x then y, each
+    in [-1, 1] (cell centres, as ``align_corners=False``)."""
+    b, _, h, w = x.shape
+    ys = (torch.arange(h, device=x.device, dtype=x.dtype) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, device=x.device, dtype=x.dtype) + 0.5) / w * 2 - 1
+    yy, xx = torch.meshgrid(ys, xs, indexing='ij')
+    return torch.stack([xx, yy]).unsqueeze(0).expand(b, -1, -1, -1)
+
+
+@MODELS.register_module()
+class CoordFusionExpert(nn.Module):
+    """'coord': CoordConv. Concatenates normalised x/y maps to the input and
+    applies a 3x3 conv (+ GroupNorm + ReLU), so the expert can localise
+    ("left", "top")."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.block = _ConvNormAct(channels + 2, channels, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, h, w) -> (B, C, h, w)."""
+        _check_grid(x, self.channels, type(self).__name__)
+        return self.block(torch.cat([x, coord_maps(x)], dim=1))
+
+
+@MODELS.register_module()
+class MultiScaleFusionExpert(nn.Module):
+    """'multiscale': average-pool down by ``scale`` (ceil mode), 3x3 conv
+    (+ GroupNorm + ReLU) at the coarse scale, bilinear upsample back to the
+    input size, plus the input (residual)."""
+
+    def __init__(self, channels: int, scale: int = 2) -> None:
+        super().__init__()
+        if scale < 1:
+            raise ValueError(f'scale must be >= 1, got {scale}')
+        self.channels = channels
+        self.scale = scale
+        self.block = _ConvNormAct(channels, channels, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, h, w) -> (B, C, h, w)."""
+        _check_grid(x, self.channels, type(self).__name__)
+        size = x.shape[-2:]
+        y = F.avg_pool2d(x, self.scale, self.scale, ceil_mode=True)
+        y = self.block(y)
+        y = F.interpolate(y, size=size, mode='bilinear', align_corners=False)
+        return x + y
+
+
+FUSION_EXPERT_TYPES: Dict[str, str] = {
+    'identity': 'PointwiseFusionExpert',
+    'conv3x3': 'ConvFusionExpert',
+    'dilated3x3': 'DilatedFusionExpert',
+    'coord': 'CoordFusionExpert',
+    'multiscale': 'MultiScaleFusionExpert',
+}
+
+
+def build_fusion_experts(names: Sequence[Union[str, dict]],
+                         channels: int) -> nn.ModuleList:
+    """Build neck experts from short names ('identity', 'conv3x3',
+    'dilated3x3', 'coord', 'multiscale') or config dicts (``channels`` is
+    filled in)."""
+    return build_experts(names, channels, aliases=FUSION_EXPERT_TYPES)
