@@ -89,6 +89,8 @@ def enable_visualization(cfg: Config, show_dir: str,
         raise ValueError(f'interval must be >= 1, got {interval}')
     hook['draw'] = True
     hook['interval'] = interval
+    if 'ReferVisualizationHook' in str(hook.get('type', '')):
+        hook['out_dir'] = show_dir
     if 'visualizer' in cfg and cfg.visualizer is not None:
         cfg.visualizer['save_dir'] = show_dir
     else:

@@ -4,3 +4,6 @@ from .prediction_dump_hook import PredictionDumpHook
 from .state_digest_hook import StateDigestHook
 
 __all__ = ['PETCheckpointHook', 'PredictionDumpHook', 'StateDigestHook']
+from .refer_visualization_hook import ReferVisualizationHook  # noqa: E402
+
+__all__ += ['ReferVisualizationHook']
