@@ -1,0 +1,68 @@
+# RefCOCO, UNC partition (train / val / testA / testB), in the public REFER
+# layout:
+#   data/refcoco/refs(unc).p
+#   data/refcoco/instances.json
+#   data/coco/train2014/COCO_train2014_*.jpg   (the COCO 2014 train images)
+# Evaluate another split with
+#   --cfg-options test_dataloader.dataset.split=testB
+dataset_type = 'ReferDataset'
+data_root = 'data/refcoco'
+split_by = 'unc'
+img_folder = '../coco/train2014'
+crop_size = 416
+
+train_pipeline = [
+    dict(type='LoadReferImage'),
+    dict(type='LoadReferMask'),
+    dict(type='Letterbox', size=crop_size),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackReferInputs'),
+]
+# the mask is loaded after resizing: metrics compare at original resolution
+test_pipeline = [
+    dict(type='LoadReferImage'),
+    dict(type='Letterbox', size=crop_size),
+    dict(type='LoadReferMask'),
+    dict(type='PackReferInputs'),
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split_by=split_by,
+        split='train',
+        data_prefix=dict(img_path=img_folder),
+        train_mode='ref',
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split_by=split_by,
+        split='val',
+        data_prefix=dict(img_path=img_folder),
+        test_mode=True,
+        pipeline=test_pipeline))
+test_dataloader = dict(
+    batch_size=8,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split_by=split_by,
+        split='testA',
+        data_prefix=dict(img_path=img_folder),
+        test_mode=True,
+        pipeline=test_pipeline))
+val_evaluator = dict(type='ReferMetric')
+test_evaluator = val_evaluator

@@ -1,0 +1,61 @@
+# The built-in synthetic referring benchmark (REFER layout, split_by
+# 'synthetic': train / val / testA / testB). Generated into data/synthetic on
+# first use (about 30 s for 2,000 images), or beforehand with
+#   python tools/dataset_converters/make_synthetic_refer.py --out data/synthetic
+# testB holds colour-shape pairs never seen in training:
+#   --cfg-options test_dataloader.dataset.split=testB
+dataset_type = 'SyntheticReferDataset'
+data_root = 'data/synthetic'
+crop_size = 224
+generate = dict(num_images=2000, seed=0, image_size=256)
+
+train_pipeline = [
+    dict(type='LoadReferImage'),
+    dict(type='LoadReferMask'),
+    dict(type='Letterbox', size=crop_size),
+    dict(type='PackReferInputs'),
+]
+test_pipeline = [
+    dict(type='LoadReferImage'),
+    dict(type='Letterbox', size=crop_size),
+    dict(type='LoadReferMask'),
+    dict(type='PackReferInputs'),
+]
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split='train',
+        generate=generate,
+        train_mode='ref',
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=16,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split='val',
+        generate=generate,
+        test_mode=True,
+        pipeline=test_pipeline))
+test_dataloader = dict(
+    batch_size=16,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split='testA',
+        generate=generate,
+        test_mode=True,
+        pipeline=test_pipeline))
+val_evaluator = dict(type='ReferMetric')
+test_evaluator = val_evaluator

@@ -1,0 +1,216 @@
+"""The public REFER layout (RefCOCO, RefCOCO+, RefCOCOg) as an mmengine
+dataset."""
+import json
+import os.path as osp
+import pickle
+import random
+from typing import Any, Dict, List, Optional, Sequence
+
+from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
+from mmengine.registry import DefaultScope, init_default_scope
+
+from sera_mm.registry import DATASETS
+
+#: Splits of each public partition (split_by).
+SPLITS: Dict[str, Sequence[str]] = {
+    'unc': ('train', 'val', 'testA', 'testB'),
+    'umd': ('train', 'val', 'test'),
+    'google': ('train', 'val'),
+    'synthetic': ('train', 'val', 'testA', 'testB'),
+}
+TRAIN_MODES = ('ref', 'sentence')
+
+LAYOUT_HINT = ('expected the REFER layout: <data_root>/refs(<split_by>).p, '
+               '<data_root>/instances.json and the images under '
+               '<data_root>/<data_prefix.img_path> (e.g. data/refcoco/'
+               'refs(unc).p, data/refcoco/instances.json, data/coco/'
+               'train2014/COCO_train2014_*.jpg)')
+
+
+@DATASETS.register_module()
+class ReferDataset(BaseDataset):
+    """Referring expressions in the public REFER format.
+
+    ``refs(<split_by>).p`` is a pickled list of refs (``ref_id, ann_id,
+    image_id, split, sentences=[{sent_id, sent, raw, tokens}], category_id,
+    file_name``); ``instances.json`` holds the COCO images, annotations
+    (masks as polygons or RLE) and categories. RefCOCO and RefCOCO+ use
+    split_by ``unc`` (train/val/testA/testB), RefCOCOg ``umd``
+    (train/val/test) or ``google`` (train/val); the built-in synthetic
+    benchmark ``synthetic`` (train/val/testA/testB).
+
+    Items: in training (``test_mode=False``) with ``train_mode='ref'`` one
+    item per ref, whose expression is drawn at random each time the item is
+    fetched (so every epoch sees other sentences); with ``'sentence'`` one
+    item per sentence. Evaluation (``test_mode=True``) always yields one item
+    per sentence. Each item carries ``text``, ``ref_id``, ``sent_id``,
+    ``ann_id``, ``image_id``, ``category_id``, ``expr_type`` (from the
+    sentence or ref key ``expr_type``; None when absent), the annotation's
+    ``segmentation`` and the image's ``height``/``width``.
+
+    Args:
+        data_root: folder with the refs and instances files.
+        split_by: 'unc', 'umd', 'google' or 'synthetic'.
+        split: a split of ``split_by`` (see ``SPLITS``).
+        ann_file: the COCO instances file, relative to ``data_root``.
+        refs_file: the refs pickle; default ``refs(<split_by>).p``.
+        data_prefix: ``dict(img_path=...)``, the image folder relative to
+            ``data_root``.
+        train_mode: 'ref' or 'sentence' (training only).
+        skip_empty: drop sentences with an empty expression (logged with
+            their ids) instead of raising.
+        **kwargs: :class:`mmengine.dataset.BaseDataset` arguments
+            (``pipeline``, ``test_mode``, ``lazy_init``, ...).
+
+    Raises:
+        ValueError: unknown ``split_by``, ``split`` or ``train_mode``; an
+            empty expression (unless ``skip_empty``); a split with no refs.
+        FileNotFoundError: a missing refs, instances or image file.
+        KeyError: a ref whose annotation or image is not in instances.json.
+    """
+
+    METAINFO = dict(classes=('background', 'object'),
+                    palette=[[0, 0, 0], [255, 255, 255]])
+
+    def __init__(self,
+                 data_root: str,
+                 split_by: str = 'unc',
+                 split: str = 'train',
+                 ann_file: str = 'instances.json',
+                 refs_file: Optional[str] = None,
+                 data_prefix: Optional[dict] = None,
+                 train_mode: str = 'ref',
+                 skip_empty: bool = False,
+                 check_images: bool = True,
+                 **kwargs) -> None:
+        if split_by not in SPLITS:
+            raise ValueError(f'split_by: unknown {split_by!r}; valid: '
+                             f'{sorted(SPLITS)}')
+        if split not in SPLITS[split_by]:
+            raise ValueError(f'split: unknown {split!r} for split_by '
+                             f'{split_by!r}; valid: {list(SPLITS[split_by])}')
+        if train_mode not in TRAIN_MODES:
+            raise ValueError(f'train_mode must be one of {TRAIN_MODES}, got '
+                             f'{train_mode!r}')
+        self.split_by = split_by
+        self.split = split
+        self.refs_file = refs_file or f'refs({split_by}).p'
+        self.train_mode = train_mode
+        self.skip_empty = skip_empty
+        self.check_images = check_images
+        if DefaultScope.get_current_instance() is None:
+            init_default_scope('sera_mm')  # pipeline types live in sera_mm
+        super().__init__(
+            data_root=data_root,
+            ann_file=ann_file,
+            data_prefix=data_prefix or dict(img_path=''),
+            **kwargs)
+
+    # -- loading -----------------------------------------------------------
+    def _require(self, path: str, what: str) -> str:
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{what} not found: {path}; '
+                                    f'{LAYOUT_HINT}')
+        return path
+
+    def _read_refs(self) -> List[dict]:
+        path = self._require(osp.join(self.data_root, self.refs_file),
+                             'refs file')
+        with open(path, 'rb') as f:
+            try:
+                refs = pickle.load(f)
+            except UnicodeDecodeError:  # python-2 pickles of the release
+                f.seek(0)
+                refs = pickle.load(f, encoding='latin1')
+        if not isinstance(refs, list):
+            raise ValueError(f'{path}: expected a pickled list of refs, got '
+                             f'{type(refs).__name__}')
+        return refs
+
+    def _read_instances(self) -> Dict[str, Any]:
+        path = self._require(self.ann_file, 'instances file')
+        with open(path) as f:
+            coco = json.load(f)
+        for key in ('images', 'annotations'):
+            if key not in coco:
+                raise ValueError(f'{path}: expected COCO keys "images" and '
+                                 f'"annotations"; missing {key!r}')
+        return coco
+
+    def _sentences(self, ref: dict) -> List[dict]:
+        out, empty = [], []
+        for sent in ref.get('sentences', []):
+            text = sent.get('sent', sent.get('raw', ''))
+            if not isinstance(text, str) or not text.strip():
+                empty.append(sent.get('sent_id'))
+                continue
+            out.append(dict(
+                text=text.strip(),
+                sent_id=sent.get('sent_id'),
+                expr_type=sent.get('expr_type', ref.get('expr_type'))))
+        if empty:
+            msg = (f'ref_id {ref.get("ref_id")}: empty expression(s) with '
+                   f'sent_id {empty} in {self.refs_file}')
+            if not self.skip_empty:
+                raise ValueError(msg + ' (set skip_empty=True to drop them)')
+            print_log(msg + ': skipped', logger='current')
+        return out
+
+    def load_data_list(self) -> List[dict]:
+        refs = self._read_refs()
+        coco = self._read_instances()
+        images = {img['id']: img for img in coco['images']}
+        anns = {ann['id']: ann for ann in coco['annotations']}
+        img_dir = self.data_prefix.get('img_path', '')
+        data_list: List[dict] = []
+        checked = set()
+        for ref in refs:
+            if ref.get('split') != self.split:
+                continue
+            ref_id = ref.get('ref_id')
+            ann = anns.get(ref.get('ann_id'))
+            if ann is None:
+                raise KeyError(f'ref_id {ref_id}: annotation id '
+                               f'{ref.get("ann_id")} is not in '
+                               f'{self.ann_file}')
+            img = images.get(ref.get('image_id'))
+            if img is None:
+                raise KeyError(f'ref_id {ref_id}: image id '
+                               f'{ref.get("image_id")} is not in '
+                               f'{self.ann_file}')
+            img_path = osp.join(img_dir, img['file_name'])
+            if self.check_images and img_path not in checked:
+                self._require(img_path, f'image of ref_id {ref_id}')
+                checked.add(img_path)
+            sentences = self._sentences(ref)
+            if not sentences:
+                continue
+            base = dict(
+                img_path=img_path,
+                ref_id=ref_id,
+                ann_id=ann['id'],
+                image_id=img['id'],
+                category_id=ref.get('category_id', ann.get('category_id')),
+                segmentation=ann['segmentation'],
+                height=int(img['height']),
+                width=int(img['width']),
+                seg_fields=[],
+                reduce_zero_label=False)
+            if not self.test_mode and self.train_mode == 'ref':
+                data_list.append(dict(base, sentences=sentences))
+            else:
+                for sent in sentences:
+                    data_list.append(dict(base, **sent))
+        if not data_list:
+            raise ValueError(f'split {self.split!r} of {self.refs_file} in '
+                             f'{self.data_root} has no refs')
+        return data_list
+
+    # -- fetching ----------------------------------------------------------
+    def get_data_info(self, idx: int) -> dict:
+        info = super().get_data_info(idx)
+        sentences = info.pop('sentences', None)
+        if sentences:  # ref mode: a random expression each fetch
+            info.update(random.choice(sentences))
+        return info

@@ -1,0 +1,59 @@
+"""The built-in synthetic referring benchmark, generated on first use."""
+from typing import Optional
+
+from mmengine.dist import barrier, get_dist_info
+from mmengine.logging import print_log
+
+from sera_mm.registry import DATASETS
+from .refer_dataset import ReferDataset
+
+
+def ensure_synthetic_refer(data_root: str, generate: dict) -> None:
+    """Generate the synthetic dataset into ``data_root`` unless a complete
+    one is there. Under distributed training rank 0 generates while the
+    other ranks wait at a barrier, then every rank reads the same files."""
+    from sera_mm.datasets.synthetic import (generate_synthetic_refer,
+                                            is_synthetic_refer_complete)
+    rank, world_size = get_dist_info()
+    if not is_synthetic_refer_complete(data_root) and rank == 0:
+        print_log(f'generating the synthetic referring benchmark in '
+                  f'{data_root} ({generate})', logger='current')
+        generate_synthetic_refer(data_root, **generate)
+    if world_size > 1:
+        barrier()
+    if not is_synthetic_refer_complete(data_root):
+        raise FileNotFoundError(
+            f'the synthetic dataset in {data_root} is incomplete after '
+            'generation; delete the folder and retry')
+
+
+@DATASETS.register_module()
+class SyntheticReferDataset(ReferDataset):
+    """:class:`ReferDataset` over the synthetic benchmark (split_by
+    'synthetic': train/val/testA/testB), written by
+    ``tools/dataset_converters/make_synthetic_refer.py`` or, with
+    ``generate`` set, generated automatically the first time it is needed.
+
+    Args:
+        generate: arguments of
+            :func:`sera_mm.datasets.synthetic.generate_synthetic_refer`
+            (``num_images``, ``seed``, ``image_size``, ...); None never
+            generates (the files must exist).
+        **kwargs: :class:`ReferDataset` arguments.
+    """
+
+    def __init__(self,
+                 data_root: str = 'data/synthetic',
+                 split_by: str = 'synthetic',
+                 data_prefix: Optional[dict] = None,
+                 generate: Optional[dict] = None,
+                 **kwargs) -> None:
+        if generate is not None:
+            gen = dict(generate)
+            gen.setdefault('progress', True)
+            ensure_synthetic_refer(data_root, gen)
+        super().__init__(
+            data_root=data_root,
+            split_by=split_by,
+            data_prefix=data_prefix or dict(img_path='images'),
+            **kwargs)

@@ -1,0 +1,36 @@
+"""Packing a referring sample for the model."""
+from mmseg.datasets.transforms import PackSegInputs
+
+from sera_mm.registry import TRANSFORMS
+
+#: Metainfo carried by every referring sample.
+REFER_META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'pad_shape',
+                   'scale_factor', 'flip', 'flip_direction',
+                   'reduce_zero_label', 'img_padding_size', 'text', 'ref_id',
+                   'sent_id', 'ann_id', 'image_id', 'category_id',
+                   'expr_type')
+
+
+@TRANSFORMS.register_module()
+class PackReferInputs(PackSegInputs):
+    """mmseg's ``PackSegInputs`` with the expression and ids in the
+    metainfo: ``inputs`` (3, H, W) uint8 and a ``SegDataSample`` with
+    ``gt_sem_seg`` (1, H, W) when a mask was loaded.
+
+    Raises:
+        ValueError: the sample has no (or an empty) ``text``.
+    """
+
+    def __init__(self, meta_keys=REFER_META_KEYS) -> None:
+        super().__init__(meta_keys=tuple(meta_keys))
+
+    def transform(self, results: dict) -> dict:
+        text = results.get('text')
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(
+                f'sample {results.get("img_path")} (ref_id '
+                f'{results.get("ref_id")}, sent_id {results.get("sent_id")})'
+                f': expected a non-empty expression in "text", got {text!r}')
+        results.setdefault('flip', False)
+        results.setdefault('flip_direction', None)
+        return super().transform(results)
