@@ -16,6 +16,9 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     """
     from mmseg.utils import register_all_modules as mmseg_register
     mmseg_register(init_default_scope=False)
+    # mmseg's own register_all_modules leaves its visualizer out; child
+    # registries only import their own locations, so import it here.
+    import mmseg.visualization  # noqa: F401
     import sera_mm.datasets  # noqa: F401
     import sera_mm.engine  # noqa: F401
     import sera_mm.evaluation  # noqa: F401
