@@ -1,0 +1,28 @@
+# Runtime shared by every SERA-MM config (mmseg 1.x style).
+default_scope = 'sera_mm'
+custom_imports = dict(imports=['sera_mm'], allow_failed_imports=False)
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    # 'nccl' on GPUs; the launchers switch to 'gloo' on CPU.
+    dist_cfg=dict(backend='nccl'),
+)
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(
+    type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    # Saves only the trained parameters (PET); merged with the pretrained
+    # weights on load.
+    checkpoint=dict(
+        type='PETCheckpointHook', by_epoch=False, interval=1000,
+        max_keep_ckpts=2, save_best='mIoU', rule='greater'),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook', draw=False))

@@ -1,0 +1,131 @@
+# Tiny SERA on a tiny synthetic dataset: random weights (no download), runs
+# a full train/val cycle on CPU in seconds. Used by the tests and smoke runs.
+_base_ = ['../_base_/default_runtime.py']
+
+img_size = 64
+data_preprocessor = dict(
+    type='SegDataPreProcessor',
+    mean=[122.7709383, 116.7460125, 104.09373615],
+    std=[68.5005327, 66.6321579, 70.32316305],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=0,
+    size=(img_size, img_size))
+model = dict(
+    type='SERASegmentor',
+    data_preprocessor=data_preprocessor,
+    text_encoder=dict(
+        type='CLIPTextEncoder',
+        pretrained=None,
+        config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            projection_dim=32),
+        max_length=17,
+        trainable='norm_bias'),
+    backbone=dict(
+        type='CLIPVisionBackbone',
+        pretrained=None,
+        config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            patch_size=16,
+            image_size=img_size,
+            projection_dim=32),
+        out_indices=(1, 3),
+        adapter=dict(
+            type='SERAAdapter',
+            hidden_channels=16,
+            router=dict(type='ExpertRouter', hidden_channels=16),
+            num_heads=2),
+        adapter_indices=(1, 3),
+        trainable='norm_bias'),
+    neck=dict(
+        type='SERAFusion',
+        channels=32,
+        router=dict(type='ExpertRouter', hidden_channels=16),
+        fuse_level=0,
+        num_heads=2),
+    decode_head=dict(
+        type='SERAHead',
+        channels=32,
+        num_layers=1,
+        num_heads=2,
+        ffn_channels=64,
+        dropout=0.0,
+        threshold=0.35,
+        loss_decode=[
+            dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
+            dict(type='DiceLoss', use_sigmoid=True, loss_weight=1.0)
+        ]),
+    balance_loss_weight=0.01,
+    train_cfg=dict(),
+    test_cfg=dict(mode='whole'))
+
+# ---------------------------------------------------------------- data
+dataset_type = 'SyntheticReferDataset'
+data_root = 'data/synthetic_tiny'
+generate = dict(num_images=24, seed=0, image_size=img_size)
+train_pipeline = [
+    dict(type='LoadReferImage'),
+    dict(type='LoadReferMask'),
+    dict(type='Letterbox', size=img_size),
+    dict(type='PackReferInputs')
+]
+test_pipeline = [
+    dict(type='LoadReferImage'),
+    dict(type='Letterbox', size=img_size),
+    dict(type='LoadReferMask'),
+    dict(type='PackReferInputs')
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split_by='synthetic',
+        split='train',
+        data_prefix=dict(img_path='images'),
+        generate=generate,
+        train_mode='ref',
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split_by='synthetic',
+        split='val',
+        data_prefix=dict(img_path='images'),
+        generate=generate,
+        train_mode='sentence',
+        test_mode=True,
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='ReferMetric')
+test_evaluator = val_evaluator
+
+# ---------------------------------------------------------------- schedule
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-2))
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=4, val_interval=4)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=1),
+    checkpoint=dict(
+        type='PETCheckpointHook', by_epoch=False, interval=4,
+        max_keep_ckpts=1, save_best=None))
+log_processor = dict(by_epoch=False)
+randomness = dict(seed=0)

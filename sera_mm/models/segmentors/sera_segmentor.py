@@ -1,0 +1,286 @@
+"""SERA segmentor: text encoder -> adapted backbone -> fusion neck -> head,
+with the referring expression read from every data sample."""
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.structures import PixelData
+from mmseg.models.segmentors.base import BaseSegmentor
+from mmseg.models.utils import resize
+from mmseg.structures import SegDataSample
+from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig,
+                         OptSampleList, SampleList)
+from torch import Tensor
+
+from sera_mm.models.routers import ExpertRouter
+from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.registry import MODELS
+
+MetaOrSample = Union[SegDataSample, dict]
+
+
+def _meta(item: MetaOrSample) -> dict:
+    return item.metainfo if isinstance(item, SegDataSample) else item
+
+
+@MODELS.register_module()
+class SERASegmentor(BaseSegmentor):
+    """Referring image segmentor.
+
+    Data flow for images (B, 3, H, W) and one expression per sample (the
+    metainfo ``text`` of each data sample)::
+
+        text = text_encoder(texts)                 # TextFeatures
+        grids = backbone(images, text)             # [(B, C_i, h_i, w_i)]
+        fused = neck(grids, text)                  # (B, C_f, h, w)
+        logits = decode_head((fused, text))        # (B, 1, h', w')
+
+    The text encoder is built first; its ``embed_dim`` is given as
+    ``text_channels`` to the backbone, neck and head configs (unless they
+    set it), the neck's ``in_channels`` default to the backbone's
+    ``out_channels`` and the head's ``in_channels`` to the neck's output
+    width (``out_channels`` or ``channels``).
+
+    Training adds ``loss_balance``: ``balance_loss_weight`` times the mean
+    ``balance_loss()`` of every :class:`ExpertRouter` in the model that ran
+    in the forward (skipped when there is none or the weight is 0).
+
+    Prediction undoes the letterbox (crop ``img_padding_size``, resize to
+    ``ori_shape``), keeps the raw logits in ``seg_logits`` and thresholds
+    ``sigmoid(logits) > decode_head.threshold`` into ``pred_sem_seg``. The
+    metainfo ``routing`` maps every router's module name (e.g.
+    ``'backbone.adapters.3.router'``, ``'neck.routers.0'``) to
+    ``{'experts': [names], 'weights': [floats]}`` for that sample.
+
+    Only ``test_cfg.mode='whole'`` is supported: sliding windows would cut
+    the referred object out of context, which is meaningless for RIS.
+
+    Args:
+        text_encoder: text encoder config.
+        backbone: backbone config (``forward(img, text)``).
+        neck: neck config (``forward(grids, text)``).
+        decode_head: head config (``forward((fused, text))``).
+        data_preprocessor: ``SegDataPreProcessor`` config.
+        train_cfg: unused, kept for mmseg compatibility.
+        test_cfg: dict(mode='whole').
+        balance_loss_weight: weight of the routers' load-balancing loss.
+        init_cfg: initialisation config.
+    """
+
+    def __init__(self,
+                 text_encoder: ConfigType,
+                 backbone: ConfigType,
+                 neck: ConfigType,
+                 decode_head: ConfigType,
+                 data_preprocessor: OptConfigType = None,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 balance_loss_weight: float = 0.01,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        test_cfg = dict(test_cfg or dict(mode='whole'))
+        mode = test_cfg.get('mode', 'whole')
+        if mode != 'whole':
+            raise ValueError(f"test_cfg.mode must be 'whole' for referring "
+                             f'segmentation, got {mode!r}')
+        if balance_loss_weight < 0:
+            raise ValueError(f'balance_loss_weight must be >= 0, got '
+                             f'{balance_loss_weight}')
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+        self.balance_loss_weight = float(balance_loss_weight)
+
+        self.text_encoder = MODELS.build(text_encoder)
+        text_channels = int(self.text_encoder.embed_dim)
+
+        backbone = copy.deepcopy(dict(backbone))
+        backbone.setdefault('text_channels', text_channels)
+        self.backbone = MODELS.build(backbone)
+
+        neck = copy.deepcopy(dict(neck))
+        neck.setdefault('text_channels', text_channels)
+        neck.setdefault('in_channels', list(self.backbone.out_channels))
+        self.neck = MODELS.build(neck)
+
+        decode_head = copy.deepcopy(dict(decode_head))
+        decode_head.setdefault('text_channels', text_channels)
+        neck_out = getattr(self.neck, 'out_channels',
+                           getattr(self.neck, 'channels', None))
+        if neck_out is not None:
+            decode_head.setdefault('in_channels', int(neck_out))
+        self.decode_head = MODELS.build(decode_head)
+        self.align_corners = self.decode_head.align_corners
+        self.num_classes = self.decode_head.num_classes
+        self.out_channels = self.decode_head.out_channels
+
+    # ------------------------------------------------------------------ #
+    @staticmethod
+    def texts_from(items: Sequence[MetaOrSample],
+                   batch_size: Optional[int] = None) -> List[str]:
+        """The expression of every sample (data samples or metainfo dicts).
+
+        Raises:
+            ValueError: ``items`` is None/empty, a text is missing or empty,
+                or the number of texts differs from ``batch_size``.
+        """
+        if not items:
+            raise ValueError('SERASegmentor needs data samples carrying the '
+                             "metainfo 'text' (the referring expression); "
+                             'got none')
+        texts = []
+        for i, item in enumerate(items):
+            meta = _meta(item)
+            text = meta.get('text')
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(
+                    f'sample {i} (sent_id={meta.get("sent_id")!r}) has no '
+                    f"referring expression: metainfo 'text' is {text!r}")
+            texts.append(text)
+        if batch_size is not None and len(texts) != batch_size:
+            raise ValueError(f'got {len(texts)} texts for a batch of '
+                             f'{batch_size} images')
+        return texts
+
+    def encode_text(self, texts: Sequence[str]) -> TextFeatures:
+        """Run the text encoder: list of B strings -> TextFeatures."""
+        return self.text_encoder(list(texts))
+
+    def extract_feat(
+        self, inputs: Tensor, data_samples: Sequence[MetaOrSample]
+    ) -> Tuple[Tensor, TextFeatures]:
+        """Images (B, 3, H, W) and their samples -> (fused (B, C_f, h, w),
+        TextFeatures)."""
+        if inputs.dim() != 4:
+            raise ValueError(f'inputs must have shape (B, 3, H, W), got '
+                             f'{tuple(inputs.shape)}')
+        texts = self.texts_from(data_samples, inputs.shape[0])
+        text = self.encode_text(texts)
+        grids = self.backbone(inputs, text)
+        fused = self.neck(grids, text)
+        return fused, text
+
+    def encode_decode(self, inputs: Tensor,
+                      batch_img_metas: List[dict]) -> Tensor:
+        """Logits (B, 1, H_pad, W_pad) at the padded input size; the
+        expressions are read from ``batch_img_metas[i]['text']``."""
+        feats = self.extract_feat(inputs, batch_img_metas)
+        return self.decode_head.predict(feats, batch_img_metas,
+                                        self.test_cfg)
+
+    # ------------------------------------------------------------------ #
+    def routers(self) -> List[Tuple[str, ExpertRouter]]:
+        """Every :class:`ExpertRouter` in the model with its module name."""
+        return [(name, m) for name, m in self.named_modules()
+                if isinstance(m, ExpertRouter)]
+
+    def balance_loss(self) -> Optional[Tensor]:
+        """Mean load-balancing loss of the routers that ran (None if
+        none did)."""
+        values = [
+            r.balance_loss() for _, r in self.routers()
+            if r.last_weights is not None
+        ]
+        if not values:
+            return None
+        return torch.stack([v.reshape(()) for v in values]).mean()
+
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
+        """Head losses plus ``loss_balance``.
+
+        Args:
+            inputs: images (B, 3, H, W).
+            data_samples: samples with ``gt_sem_seg`` and metainfo ``text``.
+        """
+        feats = self.extract_feat(inputs, data_samples)
+        losses = self.decode_head.loss(feats, data_samples, self.train_cfg)
+        if self.balance_loss_weight > 0:
+            balance = self.balance_loss()
+            if balance is not None:
+                losses['loss_balance'] = self.balance_loss_weight * balance
+        return losses
+
+    def predict(self,
+                inputs: Tensor,
+                data_samples: OptSampleList = None) -> SampleList:
+        """Masks at the original resolution plus routing weights.
+
+        Returns:
+            list[SegDataSample]: with ``seg_logits`` (1, H_ori, W_ori)
+            logits, ``pred_sem_seg`` (1, H_ori, W_ori) in {0, 1} and
+            metainfo ``routing``.
+        """
+        if data_samples is None:
+            raise ValueError('SERASegmentor.predict needs data samples with '
+                             "the metainfo 'text'")
+        batch_img_metas = [s.metainfo for s in data_samples]
+        seg_logits = self.encode_decode(inputs, batch_img_metas)
+        results = self.postprocess_result(seg_logits, data_samples)
+        routers = self.routers()
+        for i, sample in enumerate(results):
+            routing = {}
+            for name, router in routers:
+                if router.last_weights is None:
+                    continue
+                weights = router.last_weights[i].float().cpu().tolist()
+                routing[name] = {
+                    'experts': list(router.expert_names),
+                    'weights': [float(w) for w in weights]
+                }
+            sample.set_metainfo(dict(routing=routing))
+        return results
+
+    def postprocess_result(self,
+                           seg_logits: Tensor,
+                           data_samples: OptSampleList = None) -> SampleList:
+        """Undo the letterbox and threshold.
+
+        For each sample: crop ``img_padding_size`` ([left, right, top,
+        bottom]) from the padded logits, undo a flip, resize bilinearly to
+        ``ori_shape``; ``seg_logits`` keeps the logits and ``pred_sem_seg``
+        is ``sigmoid > threshold`` as int64 {0, 1}. Without data samples
+        the logits are returned at their own size.
+        """
+        b, c, h, w = seg_logits.shape
+        if c != 1:
+            return super().postprocess_result(seg_logits, data_samples)
+        only_prediction = data_samples is None
+        if only_prediction:
+            data_samples = [SegDataSample() for _ in range(b)]
+        threshold = self.decode_head.threshold
+        for i in range(b):
+            logits = seg_logits[i:i + 1]
+            if not only_prediction:
+                meta = data_samples[i].metainfo
+                left, right, top, bottom = meta.get(
+                    'img_padding_size', meta.get('padding_size', [0] * 4))
+                logits = logits[:, :, top:h - bottom, left:w - right]
+                if meta.get('flip', False):
+                    direction = meta.get('flip_direction', 'horizontal')
+                    logits = logits.flip(
+                        dims=(3, ) if direction == 'horizontal' else (2, ))
+                logits = resize(
+                    logits,
+                    size=tuple(meta['ori_shape'][:2]),
+                    mode='bilinear',
+                    align_corners=self.align_corners,
+                    warning=False)
+            logits = logits.squeeze(0)  # (1, H, W)
+            pred = (logits.sigmoid() > threshold).long()
+            data_samples[i].set_data({
+                'seg_logits': PixelData(data=logits),
+                'pred_sem_seg': PixelData(data=pred)
+            })
+        return data_samples
+
+    def _forward(self,
+                 inputs: Tensor,
+                 data_samples: OptSampleList = None) -> Tensor:
+        """Head logits (B, 1, h', w') without post-processing."""
+        feats = self.extract_feat(inputs, data_samples)
+        return self.decode_head.forward(feats)
+
+    def routing_names(self) -> Dict[str, List[str]]:
+        """Router module name -> expert names."""
+        return {n: list(r.expert_names) for n, r in self.routers()}
