@@ -2,6 +2,7 @@
 import json
 import os.path as osp
 import pickle
+import struct
 
 import cv2
 import numpy as np
@@ -20,7 +21,24 @@ def _sent(sid, text, expr_type=None):
     return s
 
 
-def make_refer(root, empty_sentence=False, missing_ann=False):
+class Py2Pickler(pickle._Pickler):
+    """Writes ``str`` as python-2 byte strings (SHORT_BINSTRING/BINSTRING
+    holding UTF-8), like the pickles released with the REFER toolkit."""
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_str(self, obj):
+        data = obj.encode('utf-8')
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack('<i', len(data)) + data)
+        self.memoize(obj)
+
+    dispatch[str] = save_str
+
+
+def make_refer(root, empty_sentence=False, missing_ann=False, py2=False,
+               no_sentences=False):
     """Three refs on two images: polygon, compressed RLE, uncompressed RLE.
     Image 1 is grayscale JPEG-like PNG, image 2 RGBA."""
     img_dir = osp.join(root, 'images')
@@ -67,15 +85,20 @@ def make_refer(root, empty_sentence=False, missing_ann=False):
                         _sent(2, 'big dog', 'attribute')]),
         dict(ref_id=1, ann_id=11, image_id=2, split='val', category_id=2,
              file_name='b_11.png', sent_ids=[3],
-             sentences=[_sent(3, 'the cat')]),
+             sentences=[] if no_sentences else [_sent(3, 'the cat')]),
         dict(ref_id=2, ann_id=99 if missing_ann else 12, image_id=1,
              split='train', category_id=1, file_name='a_12.png',
              sent_ids=[4, 5],
              sentences=[_sent(4, '' if empty_sentence else 'small dog'),
                         _sent(5, 'tiny dog')]),
     ]
+    if py2:
+        refs[1]['sentences'][0]['raw'] = 'the caf\u00e9 cat'
     with open(osp.join(root, 'refs(unc).p'), 'wb') as f:
-        pickle.dump(refs, f, protocol=2)
+        if py2:
+            Py2Pickler(f, protocol=2).dump(refs)
+        else:
+            pickle.dump(refs, f, protocol=2)
     with open(osp.join(root, 'instances.json'), 'w') as f:
         json.dump(instances, f)
     return root
@@ -126,13 +149,23 @@ def test_samples_masks_and_metainfo(tmp_path):
 
 
 def test_errors_name_the_input(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r'refs\(unc\)\.p'):
+    with pytest.raises(FileNotFoundError) as err:
         build(tmp_path)
+    msg = str(err.value)
+    assert osp.join(str(tmp_path), 'refs(unc).p') in msg
+    assert osp.join(str(tmp_path), 'instances.json') in msg
+    assert osp.join(str(tmp_path), 'images') in msg  # the image folder
+    assert 'data/coco/train2014' in msg  # the public layout as an example
     make_refer(tmp_path)
-    with pytest.raises(ValueError, match="valid: \\['train', 'val', 'test'\\]"):
+    with pytest.raises(ValueError,
+                       match="valid: \\['train', 'val', 'test'\\]"):
         build(tmp_path, split_by='umd', split='testA')
-    with pytest.raises(ValueError, match='split_by'):
+    with pytest.raises(ValueError, match='split_by.*valid.*google'):
         build(tmp_path, split_by='foo')
+    with pytest.raises(ValueError, match="'testA', 'testB'"):
+        build(tmp_path, split='test')  # unc has no plain 'test'
+    with pytest.raises(ValueError, match='train_mode'):
+        build(tmp_path, train_mode='epoch')
     (tmp_path / 'images' / 'a.png').unlink()
     with pytest.raises(FileNotFoundError, match='a.png'):
         build(tmp_path)
@@ -151,15 +184,83 @@ def test_missing_annotation_and_empty_expression(tmp_path):
     ds = build(tmp_path, test_mode=True, skip_empty=True)
     assert sorted(ds[i]['data_samples'].sent_id for i in range(len(ds))) \
         == [0, 1, 2, 5]
+    make_refer(tmp_path, no_sentences=True)
+    with pytest.raises(ValueError, match='ref_id 1: no sentences'):
+        build(tmp_path, split='val')
 
 
-def test_python2_style_pickle_and_gray_rgba_images(tmp_path):
-    make_refer(tmp_path)
+def test_python2_pickle_and_gray_rgba_images(tmp_path):
+    make_refer(tmp_path, py2=True)
+    raw = open(osp.join(tmp_path, 'refs(unc).p'), 'rb').read()
+    assert pickle.SHORT_BINSTRING + bytes([len('ref_id')]) + b'ref_id' in raw
+    ds = build(tmp_path, split='val', test_mode=True, pipeline=[])
+    assert ds[0]['text'] == 'the cat' and ds[0]['ref_id'] == 1
     ds = build(tmp_path, split='val', test_mode=True, pipeline=TEST_PIPE)
     img = ds[0]['inputs']
     assert img.shape[0] == 3  # RGBA -> 3 channels
+    # BGR order: the red channel (index 2 in BGR) carries the value 200
+    assert int(img[2, 0, 0]) == 200 and int(img[0, 0, 0]) == 0
     gray = build(tmp_path, test_mode=True, pipeline=TEST_PIPE)[0]['inputs']
     assert gray.shape[0] == 3 and bool((gray[0] == gray[1]).all())
+    assert int(gray[0, 0, 0]) == 128
+
+
+def test_python2_pickle_non_ascii_text(tmp_path):
+    from sera_mm.datasets.refer_dataset import ReferDataset as RD
+    make_refer(tmp_path, py2=True)
+    with pytest.raises(UnicodeDecodeError):  # what a plain load does
+        pickle.load(open(osp.join(tmp_path, 'refs(unc).p'), 'rb'))
+    ds = RD(data_root=str(tmp_path), split='val', test_mode=True,
+            data_prefix=dict(img_path='images'), lazy_init=True)
+    refs = ds._read_refs()
+    assert refs[1]['sentences'][0]['raw'] == 'the caf\u00e9 cat'
+    assert refs[0]['ref_id'] == 0
+
+
+def test_metainfo(tmp_path):
+    make_refer(tmp_path)
+    ds = build(tmp_path)
+    assert ds.metainfo['dataset_name'] == f'{tmp_path.name}_unc'
+    assert ds.metainfo['classes'] == ('background', 'object')
+    assert len(ds.metainfo['palette']) == 2
+    named = build(tmp_path, dataset_name='refcoco_unc',
+                  metainfo=dict(extra=1))
+    assert named.metainfo['dataset_name'] == 'refcoco_unc'
+    assert named.metainfo['extra'] == 1
+
+
+@pytest.mark.parametrize('cfg_name', ['refcoco_unc.py', 'refcoco+_unc.py',
+                                      'refcocog_umd.py', 'refcocog_google.py'])
+def test_dataset_configs_build_and_batch(tmp_path, cfg_name):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from sera_mm.datasets.refer_dataset import SPLITS
+    from sera_mm.utils import register_all_modules
+    register_all_modules()
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    cfg = Config.fromfile(
+        osp.join(root, 'configs', '_base_', 'datasets', cfg_name))
+    assert cfg.crop_size == 416
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        ds = cfg[name].dataset
+        assert ds.split in SPLITS[ds.split_by], (name, ds.split)
+        assert osp.normpath(osp.join(ds.data_root, ds.data_prefix.img_path)) \
+            == osp.join('data', 'coco', 'train2014')
+    assert cfg.train_dataloader.dataset.split == 'train'
+    assert cfg.val_evaluator.type == 'ReferMetric'
+    if cfg_name != 'refcoco_unc.py':
+        return
+    make_refer(tmp_path)
+    loader_cfg = cfg.val_dataloader.copy()
+    loader_cfg.update(num_workers=0, persistent_workers=False, batch_size=2)
+    loader_cfg.dataset.update(data_root=str(tmp_path), split='train',
+                              data_prefix=dict(img_path='images'))
+    batch = next(iter(Runner.build_dataloader(loader_cfg)))
+    assert len(batch['inputs']) == 2
+    assert all(tuple(x.shape) == (3, 416, 416) for x in batch['inputs'])
+    sample = batch['data_samples'][0]
+    assert tuple(sample.gt_sem_seg.data.shape[-2:]) == sample.ori_shape
 
 
 def test_synthetic_dataset_generates_once(tmp_path, monkeypatch):
@@ -186,4 +287,26 @@ def test_synthetic_dataset_generates_once(tmp_path, monkeypatch):
                                    pipeline=[])
         assert len(ds) == 2
     assert len(calls) == 1 and calls[0]['num_images'] == 3
+    assert ds.metainfo['dataset_name'] == 'synthetic'
+    assert ds.split_by == 'synthetic'
+    with pytest.raises(FileNotFoundError, match=r'refs\(synthetic\)\.p'):
+        SyntheticReferDataset(data_root=str(tmp_path / 'none'), split='val')
+
+
+def test_synthetic_dataset_with_real_generator(tmp_path):
+    """A tiny benchmark from the real generator reads back with typed
+    expressions on every split."""
+    pytest.importorskip('sera_mm.datasets.synthetic')
+    pipe = [dict(type='LoadReferImage'), dict(type='Letterbox', size=32),
+            dict(type='LoadReferMask'), dict(type='PackReferInputs')]
+    gen = dict(num_images=20, seed=0, image_size=48, progress=False)
+    types = {'attribute', 'spatial', 'relational', 'ordinal', 'boundary'}
+    for split in ('train', 'val', 'testA', 'testB'):
+        ds = SyntheticReferDataset(data_root=str(tmp_path), split=split,
+                                   generate=gen, test_mode=True,
+                                   pipeline=pipe)
+        sample = ds[0]['data_samples']
+        assert sample.expr_type in types and sample.text
+        assert tuple(sample.gt_sem_seg.data.shape) == (1, 48, 48)
+        assert int(sample.gt_sem_seg.data.sum()) > 0
     assert synthetic_dataset.ReferDataset is ReferDataset

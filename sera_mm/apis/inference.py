@@ -23,7 +23,7 @@ from .image_io import ImageInput, load_image_bgr
 
 #: Transforms dropped from the test pipeline at inference: image loading
 #: (the image is given) and annotation loading (there is none).
-_DROPPED_TRANSFORMS = ('LoadImage', 'Annotation')
+_DROPPED_TRANSFORMS = ('LoadImage', 'Annotation', 'LoadRefer')
 
 
 @contextmanager

@@ -21,11 +21,25 @@ SPLITS: Dict[str, Sequence[str]] = {
 }
 TRAIN_MODES = ('ref', 'sentence')
 
-LAYOUT_HINT = ('expected the REFER layout: <data_root>/refs(<split_by>).p, '
-               '<data_root>/instances.json and the images under '
-               '<data_root>/<data_prefix.img_path> (e.g. data/refcoco/'
-               'refs(unc).p, data/refcoco/instances.json, data/coco/'
-               'train2014/COCO_train2014_*.jpg)')
+LAYOUT_EXAMPLE = ('data/refcoco/refs(unc).p, data/refcoco/instances.json, '
+                  'images under data/coco/train2014 (data_root='
+                  "'data/refcoco', data_prefix=dict(img_path="
+                  "'../coco/train2014'))")
+
+
+def _decode_py2(obj: Any) -> Any:
+    """bytes -> str (UTF-8, else latin-1) through dicts, lists and tuples:
+    python-2 ``str`` objects unpickled with ``encoding='bytes'``."""
+    if isinstance(obj, bytes):
+        try:
+            return obj.decode('utf-8')
+        except UnicodeDecodeError:
+            return obj.decode('latin-1')
+    if isinstance(obj, dict):
+        return {_decode_py2(k): _decode_py2(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_decode_py2(v) for v in obj)
+    return obj
 
 
 @DATASETS.register_module()
@@ -58,8 +72,12 @@ class ReferDataset(BaseDataset):
         data_prefix: ``dict(img_path=...)``, the image folder relative to
             ``data_root``.
         train_mode: 'ref' or 'sentence' (training only).
-        skip_empty: drop sentences with an empty expression (logged with
-            their ids) instead of raising.
+        skip_empty: drop sentences with an empty expression, and refs left
+            without any, logging their ids, instead of raising.
+        check_images: check at load time that every image file exists
+            (one ``isfile`` per image).
+        dataset_name: ``metainfo['dataset_name']``; default
+            ``<basename of data_root>_<split_by>`` (e.g. 'refcoco_unc').
         **kwargs: :class:`mmengine.dataset.BaseDataset` arguments
             (``pipeline``, ``test_mode``, ``lazy_init``, ...).
 
@@ -83,6 +101,7 @@ class ReferDataset(BaseDataset):
                  train_mode: str = 'ref',
                  skip_empty: bool = False,
                  check_images: bool = True,
+                 dataset_name: Optional[str] = None,
                  **kwargs) -> None:
         if split_by not in SPLITS:
             raise ValueError(f'split_by: unknown {split_by!r}; valid: '
@@ -99,6 +118,9 @@ class ReferDataset(BaseDataset):
         self.train_mode = train_mode
         self.skip_empty = skip_empty
         self.check_images = check_images
+        if dataset_name is None:
+            base = osp.basename(osp.normpath(data_root)) or 'refer'
+            dataset_name = f'{base}_{split_by}'
         if DefaultScope.get_current_instance() is None:
             init_default_scope('sera_mm')  # pipeline types live in sera_mm
         super().__init__(
@@ -106,12 +128,23 @@ class ReferDataset(BaseDataset):
             ann_file=ann_file,
             data_prefix=data_prefix or dict(img_path=''),
             **kwargs)
+        # set here, not through ``metainfo``: BaseDataset would try to read
+        # a string value as a file name
+        self._metainfo.setdefault('dataset_name', dataset_name)
 
     # -- loading -----------------------------------------------------------
+    def _layout(self) -> str:
+        """The files this dataset expects, for error messages."""
+        return (f'expected the REFER layout: '
+                f'{osp.join(self.data_root, self.refs_file)}, {self.ann_file}'
+                f' and the images under '
+                f'{self.data_prefix.get("img_path", "")} (e.g. '
+                f'{LAYOUT_EXAMPLE})')
+
     def _require(self, path: str, what: str) -> str:
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} not found: {path}; '
-                                    f'{LAYOUT_HINT}')
+                                    f'{self._layout()}')
         return path
 
     def _read_refs(self) -> List[dict]:
@@ -120,9 +153,11 @@ class ReferDataset(BaseDataset):
         with open(path, 'rb') as f:
             try:
                 refs = pickle.load(f)
-            except UnicodeDecodeError:  # python-2 pickles of the release
+            except UnicodeDecodeError:
+                # a python-2 pickle with non-ASCII str: read the bytes and
+                # decode them as UTF-8 ourselves
                 f.seek(0)
-                refs = pickle.load(f, encoding='latin1')
+                refs = _decode_py2(pickle.load(f, encoding='bytes'))
         if not isinstance(refs, list):
             raise ValueError(f'{path}: expected a pickled list of refs, got '
                              f'{type(refs).__name__}')
@@ -140,7 +175,14 @@ class ReferDataset(BaseDataset):
 
     def _sentences(self, ref: dict) -> List[dict]:
         out, empty = [], []
-        for sent in ref.get('sentences', []):
+        if not ref.get('sentences'):
+            msg = (f'ref_id {ref.get("ref_id")}: no sentences in '
+                   f'{self.refs_file}')
+            if not self.skip_empty:
+                raise ValueError(msg + ' (set skip_empty=True to drop it)')
+            print_log(msg + ': skipped', logger='current')
+            return out
+        for sent in ref['sentences']:
             text = sent.get('sent', sent.get('raw', ''))
             if not isinstance(text, str) or not text.strip():
                 empty.append(sent.get('sent_id'))

@@ -47,6 +47,7 @@ class SyntheticReferDataset(ReferDataset):
                  split_by: str = 'synthetic',
                  data_prefix: Optional[dict] = None,
                  generate: Optional[dict] = None,
+                 dataset_name: str = 'synthetic',
                  **kwargs) -> None:
         if generate is not None:
             gen = dict(generate)
@@ -56,4 +57,5 @@ class SyntheticReferDataset(ReferDataset):
             data_root=data_root,
             split_by=split_by,
             data_prefix=data_prefix or dict(img_path='images'),
+            dataset_name=dataset_name,
             **kwargs)

@@ -1,10 +1,15 @@
 # RefCOCO, UNC partition (train / val / testA / testB), in the public REFER
-# layout:
+# layout (refs and instances as released with the REFER toolkit, images from
+# COCO 2014 train, shared by RefCOCO, RefCOCO+ and RefCOCOg):
 #   data/refcoco/refs(unc).p
 #   data/refcoco/instances.json
-#   data/coco/train2014/COCO_train2014_*.jpg   (the COCO 2014 train images)
-# Evaluate another split with
+#   data/coco/train2014/COCO_train2014_*.jpg
+# The image folder is given relative to data_root (img_folder below); point
+# it elsewhere with --cfg-options for each dataloader.
+# val uses 'val', test uses 'testA'; evaluate testB with
 #   --cfg-options test_dataloader.dataset.split=testB
+# Evaluation batches hold letterboxed inputs of one size; each sample keeps
+# its own original-size GT and padding, so batch_size > 1 is fine.
 dataset_type = 'ReferDataset'
 data_root = 'data/refcoco'
 split_by = 'unc'
@@ -27,7 +32,7 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=8,
-    num_workers=4,
+    num_workers=2,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
@@ -40,7 +45,7 @@ train_dataloader = dict(
         pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=8,
-    num_workers=4,
+    num_workers=2,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
@@ -53,7 +58,7 @@ val_dataloader = dict(
         pipeline=test_pipeline))
 test_dataloader = dict(
     batch_size=8,
-    num_workers=4,
+    num_workers=2,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(

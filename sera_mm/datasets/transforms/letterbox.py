@@ -15,8 +15,8 @@ class Letterbox(BaseTransform):
     """Scale the long side to ``size`` (keeping the ratio), then pad right
     and bottom to ``size x size``.
 
-    Uses mmcv's ``imrescale``/``impad``. Masks in ``seg_fields`` get nearest
-    resizing and ``seg_pad_val`` padding.
+    Uses mmcv's ``imresize``/``impad``. Masks (``gt_seg_map`` and every key
+    in ``seg_fields``) get nearest resizing and ``seg_pad_val`` padding.
 
     Adds/updates: ``img`` (size, size, 3), ``img_shape`` (resized, before
     padding), ``pad_shape`` (size, size), ``scale_factor`` (w_scale,
@@ -51,12 +51,18 @@ class Letterbox(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         img = results['img']
+        if not hasattr(img, 'shape') or img.ndim not in (2, 3):
+            raise ValueError(f'img: expected an (H, W[, C]) array, got '
+                             f'{getattr(img, "shape", type(img).__name__)}')
         h, w = img.shape[:2]
         nh, nw = self._new_hw(h, w)
         img = mmcv.imresize(img, (nw, nh), interpolation=self.interpolation)
         pad = (0, 0, self.size - nw, self.size - nh)  # left, top, right, bot
         results['img'] = mmcv.impad(img, padding=pad, pad_val=self.pad_val)
-        for key in results.get('seg_fields', []):
+        seg_keys = list(results.get('seg_fields', []))
+        if 'gt_seg_map' in results and 'gt_seg_map' not in seg_keys:
+            seg_keys.append('gt_seg_map')
+        for key in seg_keys:
             seg = mmcv.imresize(results[key], (nw, nh),
                                 interpolation='nearest')
             results[key] = mmcv.impad(seg, padding=pad,
@@ -76,21 +82,43 @@ class Letterbox(BaseTransform):
 def undo_letterbox(data: torch.Tensor, img_padding_size: Sequence[int],
                    ori_shape: Sequence[int],
                    mode: str = 'bilinear') -> torch.Tensor:
-    """Map a letterboxed map (C, S, S) back to the original image (C, H, W):
-    crop the padding [left, right, top, bottom], resize to ``ori_shape``.
+    """Map a letterboxed map back to the original image: crop the padding
+    ``img_padding_size`` = [left, right, top, bottom] and resize to
+    ``ori_shape`` (what mmseg's ``BaseSegmentor.postprocess_result`` does
+    with logits).
+
+    Args:
+        data: (C, S, S) or (S, S) logits or mask.
+        img_padding_size: [left, right, top, bottom] from :class:`Letterbox`.
+        ori_shape: (H, W[, ...]) of the original image.
+        mode: 'bilinear' for logits (float result), 'nearest' for masks
+            (dtype kept).
+
+    Returns:
+        (C, H, W) or (H, W), like ``data``.
 
     Raises:
-        ValueError: ``data`` is not 3-D.
+        ValueError: ``data`` is not 2-D or 3-D, or the padding leaves
+            nothing.
     """
-    if data.dim() != 3:
-        raise ValueError(f'data: expected (C, S, S), got {tuple(data.shape)}')
+    if data.dim() not in (2, 3):
+        raise ValueError(f'data: expected (C, S, S) or (S, S), got '
+                         f'{tuple(data.shape)}')
+    squeeze = data.dim() == 2
+    if squeeze:
+        data = data[None]
     left, right, top, bottom = (int(v) for v in img_padding_size)
     h, w = data.shape[-2:]
-    data = data[:, top:h - bottom, left:w - right]
+    if left + right >= w or top + bottom >= h:
+        raise ValueError(f'img_padding_size: {list(img_padding_size)} '
+                         f'leaves no pixel of a {h}x{w} map')
+    crop = data[:, top:h - bottom, left:w - right]
     kwargs = {} if mode == 'nearest' else dict(align_corners=False)
-    out = F.interpolate(data[None].float(), size=tuple(ori_shape[:2]),
+    out = F.interpolate(crop[None].float(), size=tuple(ori_shape[:2]),
                         mode=mode, **kwargs)[0]
-    return out.to(data.dtype) if mode == 'nearest' else out
+    if mode == 'nearest':
+        out = out.to(data.dtype)
+    return out[0] if squeeze else out
 
 
 __all__ = ['Letterbox', 'undo_letterbox']

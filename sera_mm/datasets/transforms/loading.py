@@ -4,6 +4,7 @@ from typing import Optional
 import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
+from mmengine import fileio
 from pycocotools import mask as mask_utils
 
 from sera_mm.registry import TRANSFORMS
@@ -30,28 +31,55 @@ def to_bgr3(img: np.ndarray, name: str = 'image') -> np.ndarray:
                      f'an array of shape {img.shape}')
 
 
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """uint16 -> uint8 by dropping the low byte (as OpenCV's colour read);
+    bool -> {0, 255}; other types are clipped to [0, 255]."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return (img >> 8).astype(np.uint8)
+    if img.dtype == np.bool_:
+        return img.astype(np.uint8) * 255
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
 @TRANSFORMS.register_module()
 class LoadReferImage(BaseTransform):
     """Read ``results['img_path']`` as a 3-channel BGR uint8 image.
 
     Grayscale, 16-bit and RGBA files load as 3-channel 8-bit BGR (mmcv's
-    convention), so the rest of the pipeline sees one format.
+    convention), so the rest of the pipeline sees one format. Pixels are
+    read as stored (no EXIF rotation), which is how COCO annotations are
+    drawn. When ``results`` already holds an ``img`` array (inference on a
+    given image) it is converted instead of reading the file.
 
     Adds ``img`` (H, W, 3), ``img_shape`` and ``ori_shape`` (H, W).
+
+    Args:
+        backend_args: mmengine file backend arguments (local by default).
 
     Raises:
         FileNotFoundError: the file is missing or not a readable image.
     """
 
+    def __init__(self, backend_args: Optional[dict] = None) -> None:
+        self.backend_args = backend_args
+
     def transform(self, results: dict) -> dict:
-        path = results['img_path']
-        img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise FileNotFoundError(f'image not found or unreadable: {path}')
-        if img.dtype != np.uint8:
-            img = cv2.normalize(img, None, 0, 255,
-                                cv2.NORM_MINMAX).astype(np.uint8)
-        img = to_bgr3(img, path)
+        path = results.get('img_path')
+        if isinstance(results.get('img'), np.ndarray):
+            img = results['img']
+        else:
+            try:
+                buf = fileio.get(path, backend_args=self.backend_args)
+            except FileNotFoundError:
+                raise FileNotFoundError(f'image not found: {path}') from None
+            img = cv2.imdecode(np.frombuffer(buf, np.uint8),
+                               cv2.IMREAD_UNCHANGED)
+            if img is None:
+                raise FileNotFoundError(f'image unreadable (not an image '
+                                        f'file?): {path}')
+        img = to_bgr3(to_uint8(img), str(path))
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
@@ -66,9 +94,15 @@ def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
         ValueError: an unrecognised segmentation format.
     """
     if isinstance(segmentation, list):
-        if not segmentation:
+        if segmentation and not isinstance(segmentation[0], (list, tuple)):
+            segmentation = [segmentation]  # one flat polygon
+        # fewer than 3 points is no area (and 4 numbers would be read by
+        # pycocotools as a box)
+        polygons = [[float(v) for v in p] for p in segmentation
+                    if len(p) >= 6]
+        if not polygons:
             return np.zeros((height, width), np.uint8)
-        rles = mask_utils.frPyObjects(segmentation, height, width)
+        rles = mask_utils.frPyObjects(polygons, height, width)
         rle = mask_utils.merge(rles)
     elif isinstance(segmentation, dict) and 'counts' in segmentation:
         rle = dict(segmentation)
@@ -95,11 +129,16 @@ class LoadReferMask(BaseTransform):
     resized with the image) and after it for evaluation (the metric compares
     at the original resolution).
 
+    A sample without a ``segmentation`` key (inference on a new image) is
+    passed through unchanged; dataset items always carry one.
+
     Raises:
         ValueError: the decoded mask does not match ``ori_shape``.
     """
 
     def transform(self, results: dict) -> dict:
+        if 'segmentation' not in results:
+            return results
         height = int(results.get('height', results['ori_shape'][0]))
         width = int(results.get('width', results['ori_shape'][1]))
         mask = decode_segmentation(results['segmentation'], height, width)
