@@ -281,3 +281,17 @@ def test_mobilenet_real_weights_load_without_missing_keys():
     with torch.no_grad():
         out = bb.eval()(torch.randn(1, 3, 64, 64))[0]
     assert out.shape == (1, 1280, 2, 2) and out.std() > 0
+
+
+def test_mobilenet_frozen_stages_stop_backward():
+    torch.manual_seed(0)
+    bb = MobileNetV2Backbone(out_indices=(6, 13), trainable='norm_bias',
+                             frozen_stages=7)
+    assert not any(p.requires_grad
+                   for p in bb.encoder.features[:7].parameters())
+    assert any(p.requires_grad for p in bb.encoder.features[7].parameters())
+    outs = bb(torch.randn(1, 3, 64, 64))
+    assert not outs[0].requires_grad  # stride-8 tap: nothing recorded
+    assert outs[1].requires_grad
+    with pytest.raises(ValueError, match='frozen_stages'):
+        MobileNetV2Backbone(frozen_stages=30)

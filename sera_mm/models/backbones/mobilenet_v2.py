@@ -112,6 +112,12 @@ class MobileNetV2Backbone(BaseAdapterBackbone):
         out_indices: ``features`` indices to return.
         adapter, adapter_indices, text_channels, trainable: as
             :class:`CLIPVisionBackbone`.
+        frozen_stages: ``features[0:frozen_stages]`` are frozen completely
+            (the PET rule does not re-enable their norm/bias terms), as
+            mmseg's ``frozen_stages``. With no adapter among them, autograd
+            then records nothing there: the backward pass stops at block
+            ``frozen_stages`` (a large saving on CPU). -1 freezes nothing
+            beyond the PET rule.
     """
 
     frozen_bn = True
@@ -122,15 +128,23 @@ class MobileNetV2Backbone(BaseAdapterBackbone):
                  adapter: Optional[dict] = None,
                  adapter_indices: Sequence[int] = (6, 13, 18),
                  text_channels: Optional[int] = None,
-                 trainable: PETRule = 'norm_bias') -> None:
+                 trainable: PETRule = 'norm_bias',
+                 frozen_stages: int = -1) -> None:
         super().__init__()
         self.encoder = MobileNetV2()
+        if frozen_stages > len(self.encoder.features):
+            raise ValueError(f'frozen_stages must be <= '
+                             f'{len(self.encoder.features)}, got '
+                             f'{frozen_stages}')
+        self.frozen_stages = frozen_stages
         path = resolve_pretrained(pretrained)
         if path is not None:
             self.load_torchvision_weights(path)
         self._setup_adapters(self.encoder.block_channels, out_indices,
                              adapter, adapter_indices, text_channels,
                              trainable)
+        for block in self.encoder.features[:max(frozen_stages, 0)]:
+            block.requires_grad_(False)
         self.train(self.training)
 
     def load_torchvision_weights(self, path: str) -> None:
