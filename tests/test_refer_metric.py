@@ -341,3 +341,15 @@ def test_real_two_rank_gloo_evaluation(tmp_path):
     for rank in range(2):
         got = json.loads((tmp_path / f'rank{rank}.json').read_text())
         assert got == pytest.approx(expected)
+
+
+def test_final_metrics_table_rows():
+    from sera_mm.engine.final_evaluation import metrics_table
+    table = metrics_table({
+        'val': {'mIoU': 50.0, 'oIoU': 40.0, 'Prec@0.5': 50.0,
+                'attribute/mIoU': 75.0, 'attribute/count': 2.0,
+                'spatial/mIoU': 25.0, 'spatial/count': 2}})
+    lines = table.strip().splitlines()
+    assert lines[2].startswith('| val | all | 4 | 50.00 | 40.00 | 50.00 |')
+    assert lines[3].startswith('| val | attribute | 2 | 75.00 |')
+    assert lines[4].startswith('| val | spatial | 2 | 25.00 |')

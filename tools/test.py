@@ -19,6 +19,10 @@ visualization hook's drawing and saves the pictures under ``DIR``.
 """
 import argparse
 import os
+import sys
+
+# project configs (projects/*) import their modules from the repository root
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import sera_mm  # noqa: F401  (mmcv.ops fallback, safe checkpoint loading)
 from mmengine.config import DictAction

@@ -15,12 +15,17 @@ dtype CPU autocast supports; no loss scaling needed).
 """
 import argparse
 import os
+import sys
+
+# project configs (projects/*) import their modules from the repository root
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import sera_mm  # noqa: F401  (mmcv.ops fallback, safe checkpoint loading)
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 from sera_mm.engine import cleanup_distributed, setup_distributed
+from sera_mm.engine.final_evaluation import evaluate_splits
 from sera_mm.engine.launch_utils import (enable_amp, load_config,
                                          resolve_work_dir)
 from sera_mm.registry import RUNNERS
@@ -49,6 +54,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument(
+        '--test-splits', nargs='+', default=None,
+        help='after training, evaluate these splits of the test dataset '
+        '(e.g. val testA testB) and write <work_dir>/final_metrics.md/.json;'
+        ' default: the config\'s final_test_splits, if any')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -77,6 +87,9 @@ def main(argv=None) -> None:
         runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
                   RUNNERS.build(cfg))
         runner.train()
+        splits = args.test_splits or cfg.get('final_test_splits')
+        if splits:
+            evaluate_splits(runner, splits)
         finished = True
     finally:
         cleanup_distributed(barrier=finished)
