@@ -1,6 +1,8 @@
 # Tiny SERA on a tiny synthetic dataset: random weights (no download), runs
 # a full train/val cycle on CPU in seconds. Used by the tests and smoke runs.
-_base_ = ['../_base_/default_runtime.py']
+_base_ = [
+    '../_base_/datasets/synthetic.py', '../_base_/default_runtime.py'
+]
 
 img_size = 64
 data_preprocessor = dict(
@@ -67,7 +69,7 @@ model = dict(
     test_cfg=dict(mode='whole'))
 
 # ---------------------------------------------------------------- data
-dataset_type = 'SyntheticReferDataset'
+# the synthetic benchmark's data config at 64 px, 24 images
 data_root = 'data/synthetic_tiny'
 generate = dict(num_images=24, seed=0, image_size=img_size)
 train_pipeline = [
@@ -82,38 +84,16 @@ test_pipeline = [
     dict(type='LoadReferMask'),
     dict(type='PackReferInputs')
 ]
+loader = dict(batch_size=2, num_workers=0, persistent_workers=False)
+test_set = dict(data_root=data_root, generate=generate, split='val',
+                pipeline=test_pipeline)
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
+    **loader,
     sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split_by='synthetic',
-        split='train',
-        data_prefix=dict(img_path='images'),
-        generate=generate,
-        train_mode='ref',
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split_by='synthetic',
-        split='val',
-        data_prefix=dict(img_path='images'),
-        generate=generate,
-        train_mode='sentence',
-        test_mode=True,
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(type='ReferMetric')
-test_evaluator = val_evaluator
+    dataset=dict(data_root=data_root, generate=generate,
+                 pipeline=train_pipeline))
+val_dataloader = dict(**loader, dataset=test_set)
+test_dataloader = dict(**loader, dataset=test_set)
 
 # ---------------------------------------------------------------- schedule
 optim_wrapper = dict(

