@@ -24,3 +24,7 @@ default_hooks = dict(
     checkpoint=dict(interval=500, max_keep_ckpts=1, save_best=None),
     visualization=dict(type='ReferVisualizationHook', num_samples=8))
 randomness = dict(seed=0)
+# no validation during the short run; after training, tools/train.py
+# evaluates these splits into final_metrics.md/.json (+ pictures in vis/)
+train_cfg = dict(val_interval=100000)
+final_test_splits = ['val', 'testA', 'testB']

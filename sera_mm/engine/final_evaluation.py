@@ -65,7 +65,11 @@ def evaluate_splits(runner, splits: Sequence[str],
     loop_cfg = copy.deepcopy(runner.cfg.get('test_cfg') or
                              dict(type='TestLoop'))
     results: Dict[str, dict] = {}
+    vis_hooks = [h for h in runner.hooks
+                 if type(h).__name__ == 'ReferVisualizationHook']
     for split in splits:
+        for hook in vis_hooks:  # pictures of each split in their own folder
+            hook.out_dir = osp.join(runner.work_dir, 'vis', split)
         loader = copy.deepcopy(template)
         _set_split(loader['dataset'], split)
         runner._test_dataloader = loader
