@@ -174,8 +174,11 @@ def test_pet_norm_bias_on_wrapper():
     assert 'adapters.1.delta.weight' in trainable  # adapters train fully
     full = CLIPVisionBackbone(config=TINY_CLIP, out_indices=(3, ),
                               trainable='all')
-    counts = count_parameters(full)
-    assert counts['trainable'] == counts['total']
+    frozen = {n for n, p in full.named_parameters() if not p.requires_grad}
+    # only the unused final norm stays frozen
+    assert frozen == {'encoder.post_layernorm.weight',
+                      'encoder.post_layernorm.bias'}
+    assert count_parameters(full)['trainable'] > 0
 
 
 def test_vit_b_trainable_fraction_below_one_percent():
@@ -295,3 +298,22 @@ def test_mobilenet_frozen_stages_stop_backward():
     assert outs[1].requires_grad
     with pytest.raises(ValueError, match='frozen_stages'):
         MobileNetV2Backbone(frozen_stages=30)
+
+
+def test_parts_feeding_no_output_are_frozen():
+    """Norm/bias terms of blocks after the last output (and CLIP's unused
+    post_layernorm) get no gradient, so the PET rule must not train them."""
+    from transformers import CLIPVisionConfig
+    cfg = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+               num_attention_heads=2, patch_size=16, image_size=64)
+    assert CLIPVisionConfig(**cfg).num_hidden_layers == 4
+    bb = CLIPVisionBackbone(config=cfg, out_indices=(1, ),
+                            trainable='norm_bias')
+    trainable = [n for n, p in bb.named_parameters() if p.requires_grad]
+    assert trainable and all('post_layernorm' not in n for n in trainable)
+    assert all('layers.2.' not in n and 'layers.3.' not in n
+               for n in trainable)
+    out = bb(torch.randn(1, 3, 64, 64))
+    out[0].sum().backward()
+    assert all(p.grad is not None for p in bb.parameters()
+               if p.requires_grad)

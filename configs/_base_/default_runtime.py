@@ -25,4 +25,6 @@ default_hooks = dict(
         type='PETCheckpointHook', by_epoch=False, interval=1000,
         max_keep_ckpts=2, save_best='mIoU', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook', draw=False))
+    # Pictures of predictions: image + expression | GT | prediction | router
+    # weights; off unless a config or tools/test.py --show-dir enables it.
+    visualization=dict(type='ReferVisualizationHook', draw=False))

@@ -22,7 +22,8 @@ model = dict(
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
     checkpoint=dict(interval=500, max_keep_ckpts=1, save_best=None),
-    visualization=dict(type='ReferVisualizationHook', num_samples=8))
+    visualization=dict(
+        type='ReferVisualizationHook', draw=True, num_samples=8))
 randomness = dict(seed=0)
 # no validation during the short run; after training, tools/train.py
 # evaluates these splits into final_metrics.md/.json (+ pictures in vis/)

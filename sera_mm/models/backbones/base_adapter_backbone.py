@@ -89,6 +89,16 @@ class BaseAdapterBackbone(nn.Module):
                        text_channels=text_channels)
             self.adapters[str(idx)] = MODELS.build(cfg)
 
+    @staticmethod
+    def _freeze_unused(modules: Sequence[Optional[nn.Module]]) -> None:
+        """Freeze encoder parts that feed no output (blocks after the last
+        out index, unused final norms): a PET rule would otherwise leave
+        their norm/bias terms trainable without gradients (DDP then reports
+        unused parameters, and PET checkpoints would carry them)."""
+        for module in modules:
+            if module is not None:
+                module.requires_grad_(False)
+
     def _adapt(self, idx: int, tokens: Tensor, hw, num_prefix: int,
                text: Optional[TextFeatures]) -> Tensor:
         """Run the adapter after block ``idx`` (if any) on (B, N, C)."""

@@ -89,6 +89,9 @@ class CLIPVisionBackbone(BaseAdapterBackbone):
         self._setup_adapters([cfg.hidden_size] * num_blocks, out_indices,
                              adapter, adapter_indices, text_channels,
                              trainable)
+        last = self.out_indices[-1]
+        self._freeze_unused([getattr(self.encoder, 'post_layernorm', None)] +
+                            list(self.encoder.encoder.layers[last + 1:]))
 
     def forward(self, img: Tensor,
                 text: Optional[TextFeatures] = None) -> List[Tensor]:

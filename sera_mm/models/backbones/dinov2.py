@@ -91,6 +91,10 @@ class DINOv2Backbone(BaseAdapterBackbone):
         self._setup_adapters([cfg.hidden_size] * num_blocks, out_indices,
                              adapter, adapter_indices, text_channels,
                              trainable)
+        last = self.out_indices[-1]
+        self._freeze_unused(
+            ([] if final_norm else [self.encoder.layernorm]) +
+            list(self.encoder.encoder.layer[last + 1:]))
 
     def forward(self, img: Tensor,
                 text: Optional[TextFeatures] = None) -> List[Tensor]:

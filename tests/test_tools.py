@@ -1,0 +1,532 @@
+"""End-to-end tests of the command-line tools (train, test, infer, the
+distributed launcher) and of the PET checkpoint machinery they rely on, on the
+tiny random-init config and the tiny synthetic dataset.
+
+One training run (4 iterations, checkpoints at 2 and 4) is shared by most
+tests; the resume test adds a second run that resumes from iteration 2.
+"""
+import glob
+import importlib.util
+import itertools
+import json
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Dict, List
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import sera_mm  # noqa: F401
+from mmengine.runner import Runner
+
+from sera_mm.apis import inference_model, init_model
+from sera_mm.engine import (AtomicLocalBackend, CheckpointMismatchError,
+                            CheckpointReadError, PETCheckpointHook,
+                            atomic_torch_save, read_checkpoint)
+from sera_mm.engine.pet_checkpoint import (state_digest, trainable_keys,
+                                           unwrap_model)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CFG = str(REPO / 'configs' / 'sera' / 'sera_tiny_synthetic.py')
+METRIC_KEYS = ('mIoU', 'oIoU', 'Prec@0.5', 'Prec@0.6', 'Prec@0.7',
+               'Prec@0.8', 'Prec@0.9')
+LOSS_KEYS = ('loss', 'loss_ce', 'loss_dice', 'loss_balance', 'lr')
+_run_ids = itertools.count()
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+def _load_tool(name: str) -> ModuleType:
+    """Import ``tools/<name>.py`` (the tools folder is not a package)."""
+    path = REPO / 'tools' / f'{name}.py'
+    spec = importlib.util.spec_from_file_location(f'sera_tool_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_tool = _load_tool('train')
+test_tool = _load_tool('test')
+infer_tool = _load_tool('infer')
+
+
+def _data_opts(root: str) -> List[str]:
+    return [f'{loader}.dataset.data_root={root}'
+            for loader in ('train_dataloader', 'val_dataloader',
+                           'test_dataloader')]
+
+
+def _run_opts(root: str) -> List[str]:
+    """--cfg-options values for one in-process run: the data root, plus a
+    unique experiment and visualizer name (mmengine keeps loggers and
+    visualizers in process-wide registries keyed by name; the config's fixed
+    visualizer name would make a second Runner in the same process reuse the
+    first one's visualizer, and so its save_dir)."""
+    tag = f'tools_test_run{next(_run_ids)}'
+    return _data_opts(root) + [f'experiment_name={tag}',
+                               f'visualizer.name={tag}']
+
+
+def _scalars(work_dir: str) -> Dict[int, dict]:
+    """Training scalars of a run keyed by iteration (mmengine's
+    ``<work_dir>/<timestamp>/vis_data/scalars.json``)."""
+    files = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    assert len(files) == 1, f'expected one scalars.json in {work_dir}: {files}'
+    by_iter = {}
+    with open(files[0]) as f:
+        for line in f:
+            record = json.loads(line)
+            if 'loss' in record:  # training records (not val metrics)
+                by_iter[int(record['iter'])] = record
+    return by_iter
+
+
+def _train(work_dir: str, opts: List[str], extra: List[str] = ()) -> Runner:
+    """Run ``tools/train.py`` in-process; return its Runner."""
+    captured = []
+    original = Runner.from_cfg
+
+    def spy(cfg):
+        runner = original(cfg)
+        captured.append(runner)
+        return runner
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Runner, 'from_cfg', spy)
+        train_tool.main([TINY_CFG, '--work-dir', work_dir, *extra,
+                         '--cfg-options', *opts])
+    assert len(captured) == 1
+    return captured[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _write_image(path: Path, array: np.ndarray) -> str:
+    assert cv2.imwrite(str(path), array)
+    return str(path)
+
+
+# --------------------------------------------------------------------------
+# shared runs
+# --------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def trained(synthetic_tiny_root, tmp_path_factory) -> SimpleNamespace:
+    """4 training iterations, PET checkpoints at iterations 2 and 4."""
+    work_dir = str(tmp_path_factory.mktemp('run_a'))
+    runner = _train(work_dir, _run_opts(synthetic_tiny_root) + [
+        'default_hooks.checkpoint.interval=2',
+        'default_hooks.checkpoint.max_keep_ckpts=3'
+    ])
+    return SimpleNamespace(
+        root=synthetic_tiny_root, work_dir=work_dir, runner=runner,
+        model=unwrap_model(runner.model),
+        ckpt2=osp.join(work_dir, 'iter_2.pth'),
+        ckpt4=osp.join(work_dir, 'iter_4.pth'))
+
+
+@pytest.fixture(scope='module')
+def resumed(trained, tmp_path_factory) -> SimpleNamespace:
+    """Resume from the shared run's iter_2.pth into a new work dir, train
+    iterations 3-4 and save a FULL checkpoint (trainable_only=False)."""
+    work_dir = str(tmp_path_factory.mktemp('run_b'))
+    runner = _train(
+        work_dir, _run_opts(trained.root) + [
+            'default_hooks.checkpoint.interval=2',
+            'default_hooks.checkpoint.max_keep_ckpts=3',
+            'default_hooks.checkpoint.trainable_only=False'
+        ],
+        extra=['--resume', trained.ckpt2])
+    return SimpleNamespace(work_dir=work_dir, runner=runner,
+                           model=unwrap_model(runner.model),
+                           ckpt4=osp.join(work_dir, 'iter_4.pth'))
+
+
+# --------------------------------------------------------------------------
+# 1. train.py
+# --------------------------------------------------------------------------
+def test_train_writes_pet_checkpoints(trained):
+    assert osp.isfile(trained.ckpt2) and osp.isfile(trained.ckpt4)
+    with open(osp.join(trained.work_dir, 'last_checkpoint')) as f:
+        assert f.read().strip().endswith('iter_4.pth')
+    assert trained.runner.iter == 4
+
+    ckpt = read_checkpoint(trained.ckpt4)
+    assert ckpt['meta']['iter'] == 4
+    assert ckpt['meta']['seed'] == 0
+    pet = ckpt['meta']['pet']
+    model = trained.model
+    train_keys = trainable_keys(model)
+    assert train_keys, 'the tiny model should have trainable parameters'
+    assert pet['trainable_keys'] == train_keys
+    assert pet['model_class'] == 'SERASegmentor'
+    assert pet['base_digest'] and pet['config_digest']
+    # only trainable parameters plus the buffers recorded as changed
+    state = ckpt['state_dict']
+    assert set(state) == set(train_keys) | set(pet['buffer_keys'])
+    full_state = model.state_dict()
+    frozen = [k for k, p in model.named_parameters() if not p.requires_grad]
+    assert frozen and not set(frozen) & set(state)
+    # and they are the weights the run ended with
+    for key, value in state.items():
+        assert torch.equal(value, full_state[key]), key
+    # the frozen base is what meta['pet']['base_digest'] describes
+    assert state_digest(full_state,
+                        [k for k in full_state if k not in state]) == \
+        pet['base_digest']
+    # much smaller than the full state dict
+    pet_numel = sum(v.numel() for v in state.values())
+    full_numel = sum(v.numel() for v in full_state.values())
+    assert pet_numel < 0.25 * full_numel, (pet_numel, full_numel)
+    # the atomic backend writes the files
+    hooks = [h for h in trained.runner.hooks
+             if isinstance(h, PETCheckpointHook)]
+    assert len(hooks) == 1
+    assert isinstance(hooks[0].file_backend, AtomicLocalBackend)
+    assert not glob.glob(osp.join(trained.work_dir, '.*.tmp'))
+
+
+def test_full_checkpoint_is_much_larger_than_pet(trained, resumed):
+    pet = read_checkpoint(trained.ckpt4)
+    full = read_checkpoint(resumed.ckpt4)
+    assert 'pet' not in full['meta']
+    assert set(full['state_dict']) == set(resumed.model.state_dict())
+    assert set(pet['state_dict']) < set(full['state_dict'])
+    assert osp.getsize(trained.ckpt4) < 0.5 * osp.getsize(resumed.ckpt4)
+
+
+class _StopBeforeRunner(Exception):
+    pass
+
+
+@pytest.mark.parametrize('cli, in_config, expected', [
+    ('cli_dir', None, 'cli_dir'),
+    ('cli_dir', 'cfg_dir', 'cli_dir'),
+    (None, 'cfg_dir', 'cfg_dir'),
+    (None, None, osp.join('.', 'work_dirs', 'sera_tiny_synthetic')),
+])
+def test_train_work_dir_precedence(tmp_path, monkeypatch, cli, in_config,
+                                   expected):
+    monkeypatch.chdir(tmp_path)
+    config = TINY_CFG
+    if in_config is not None:
+        # same file name, so the default would be recognisable
+        sub = tmp_path / 'cfgs'
+        sub.mkdir()
+        config = str(sub / 'sera_tiny_synthetic.py')
+        Path(config).write_text(
+            f'_base_ = [{TINY_CFG!r}]\nwork_dir = {in_config!r}\n')
+    seen = []
+
+    def stop(cfg):
+        seen.append(cfg.work_dir)
+        raise _StopBeforeRunner
+
+    monkeypatch.setattr(Runner, 'from_cfg', stop)
+    argv = [config] + (['--work-dir', cli] if cli else [])
+    with pytest.raises(_StopBeforeRunner):
+        train_tool.main(argv)
+    assert seen == [expected]
+
+
+# --------------------------------------------------------------------------
+# 2. test.py
+# --------------------------------------------------------------------------
+def test_test_tool_on_pet_checkpoint(trained, tmp_path):
+    out_dir, show_dir = tmp_path / 'preds', tmp_path / 'vis'
+    metrics = test_tool.main([
+        TINY_CFG, trained.ckpt4, '--work-dir', str(tmp_path / 'work'),
+        '--out', str(out_dir), '--show-dir', str(show_dir),
+        '--cfg-options', *_run_opts(trained.root)
+    ])
+    for key in METRIC_KEYS:
+        assert key in metrics, sorted(metrics)
+        assert 0.0 <= float(metrics[key]) <= 100.0
+    # the PET checkpoint reproduces the validation the training run did
+    hub = trained.runner.message_hub
+    for key in METRIC_KEYS:
+        assert float(metrics[key]) == pytest.approx(
+            float(hub.get_scalar(f'val/{key}').current()), abs=1e-6), key
+
+    with open(out_dir / 'predictions.json') as f:
+        records = json.load(f)
+    num_val_sentences = len(trained.runner.val_dataloader.dataset)
+    assert len(records) == num_val_sentences
+    for record in records:
+        mask = cv2.imread(str(out_dir / record['mask']),
+                          cv2.IMREAD_UNCHANGED)
+        assert mask is not None and mask.ndim == 2
+        image = cv2.imread(record['img_path'])
+        assert mask.shape == image.shape[:2]
+        assert set(np.unique(mask)) <= {0, 255}
+        assert 0.0 <= record['iou'] <= 1.0
+    assert len({r['mask'] for r in records}) == len(records)
+
+    # The runtime's visualization hook is mmseg's SegVisualizationHook: it
+    # draws one picture per image (the expressions of an image overwrite
+    # each other's picture).
+    pictures = [p.name for p in show_dir.rglob('*')
+                if p.suffix in ('.png', '.jpg')]
+    stems = {osp.splitext(osp.basename(r['img_path']))[0] for r in records}
+    for stem in stems:
+        assert any(stem in name for name in pictures), (stem, pictures)
+
+
+def test_test_tool_show_dir_with_refer_visualization_hook(trained, tmp_path):
+    show_dir = tmp_path / 'vis'
+    test_tool.main([
+        TINY_CFG, trained.ckpt4, '--work-dir', str(tmp_path / 'work'),
+        '--show-dir', str(show_dir), '--cfg-options',
+        *_run_opts(trained.root),
+        'default_hooks.visualization.type=ReferVisualizationHook',
+        'default_hooks.visualization.num_samples=3'
+    ])
+    pictures = sorted(show_dir.rglob('*.png'))
+    pictures = [p for p in pictures if 'vis_data' not in p.parts]
+    assert len(pictures) == 3, pictures
+    for picture in pictures:
+        image = cv2.imread(str(picture))
+        assert image is not None and image.shape[0] > 0
+
+
+# --------------------------------------------------------------------------
+# 3. PET round trip
+# --------------------------------------------------------------------------
+def test_pet_round_trip_matches_trained_model(trained):
+    model = trained.model
+    model.eval()
+    model.cfg = trained.runner.cfg  # what inference_model reads the pipeline from
+    image = sorted(glob.glob(osp.join(trained.root, 'images', '*.png')))[0]
+    texts = ['the red circle on the left', 'the largest shape']
+    expected = inference_model(model, image, texts)
+
+    loaded = init_model(TINY_CFG, trained.ckpt4)
+    got = inference_model(loaded, image, texts)
+    trained_state, loaded_state = model.state_dict(), loaded.state_dict()
+    assert set(trained_state) == set(loaded_state)
+    for key, value in trained_state.items():
+        assert torch.equal(value, loaded_state[key]), key
+    assert len(got) == len(expected) == 2
+    for a, b in zip(expected, got):
+        assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data)
+        torch.testing.assert_close(a.seg_logits.data, b.seg_logits.data,
+                                   rtol=0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# 4. resume determinism
+# --------------------------------------------------------------------------
+def test_resume_reproduces_straight_run(trained, resumed):
+    straight, resumed_log = _scalars(trained.work_dir), \
+        _scalars(resumed.work_dir)
+    assert sorted(straight) == [1, 2, 3, 4]
+    assert sorted(resumed_log) == [3, 4], 'the resumed run re-trained ' \
+        'iterations it should have skipped'
+    for it in (3, 4):
+        for key in LOSS_KEYS:
+            assert resumed_log[it][key] == pytest.approx(
+                straight[it][key], rel=0, abs=1e-6), (it, key)
+    assert resumed.runner.iter == 4
+    pet = read_checkpoint(trained.ckpt4)['state_dict']
+    full = read_checkpoint(resumed.ckpt4)['state_dict']
+    for key, value in pet.items():
+        torch.testing.assert_close(full[key], value, rtol=0, atol=1e-6)
+    # the frozen weights of both runs agree too (same seed)
+    state_a, state_b = trained.model.state_dict(), resumed.model.state_dict()
+    for key in state_a:
+        torch.testing.assert_close(state_b[key], state_a[key], rtol=0,
+                                   atol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# 5. refusals and atomic saving
+# --------------------------------------------------------------------------
+def test_checkpoint_of_other_config_is_refused(trained, tmp_path):
+    other = ['model.backbone.adapter.hidden_channels=8']
+    with pytest.raises(CheckpointMismatchError) as info:
+        test_tool.main([TINY_CFG, trained.ckpt4, '--work-dir',
+                        str(tmp_path / 'work'), '--cfg-options',
+                        *_run_opts(trained.root), *other])
+    message = str(info.value)
+    assert 'shape mismatches' in message
+    assert 'backbone.adapters.1.' in message and \
+        'backbone.adapters.3.' in message
+    with pytest.raises(CheckpointMismatchError, match='backbone.adapters'):
+        init_model(TINY_CFG, trained.ckpt4,
+                   cfg_options={'model.backbone.adapter.hidden_channels': 8})
+
+
+def test_resume_from_checkpoint_of_other_config_is_refused(trained, tmp_path):
+    with pytest.raises(CheckpointMismatchError, match='backbone.adapters'):
+        _train(str(tmp_path / 'work'), _run_opts(trained.root) + [
+            'model.backbone.adapter.hidden_channels=8'
+        ], extra=['--resume', trained.ckpt2])
+
+
+def test_truncated_checkpoint_is_refused(trained, tmp_path):
+    data = Path(trained.ckpt4).read_bytes()
+    broken = tmp_path / 'broken.pth'
+    broken.write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointReadError) as info:
+        read_checkpoint(str(broken))
+    assert str(broken) in str(info.value)
+    with pytest.raises(CheckpointReadError, match='broken.pth'):
+        test_tool.main([TINY_CFG, str(broken), '--work-dir',
+                        str(tmp_path / 'work')])
+    with pytest.raises(CheckpointReadError, match='broken.pth'):
+        init_model(TINY_CFG, str(broken))
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        read_checkpoint(str(tmp_path / 'missing.pth'))
+    # saving over the broken file replaces it with a complete one
+    atomic_torch_save(read_checkpoint(trained.ckpt4), str(broken))
+    assert read_checkpoint(str(broken))['meta']['iter'] == 4
+
+
+def test_failed_save_never_overwrites_a_good_checkpoint(tmp_path,
+                                                        monkeypatch):
+    path = tmp_path / 'good.pth'
+    atomic_torch_save({'state_dict': {'w': torch.arange(6.)}}, str(path))
+    good = path.read_bytes()
+
+    def failing_save(obj, f, *args, **kwargs):
+        f.write(b'PK\x03\x04 partial checkpoint bytes')
+        raise OSError('No space left on device')
+
+    monkeypatch.setattr(torch, 'save', failing_save)
+    with pytest.raises(OSError, match='No space left'):
+        atomic_torch_save({'state_dict': {'w': torch.zeros(6)}}, str(path))
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    assert sorted(os.listdir(tmp_path)) == ['good.pth']  # no temp left
+    assert torch.equal(read_checkpoint(str(path))['state_dict']['w'],
+                       torch.arange(6.))
+
+    # the same through the storage backend the checkpoint hook writes with
+    backend = AtomicLocalBackend()
+
+    def failing_fsync(fd):
+        raise OSError('I/O error')
+
+    monkeypatch.setattr(os, 'fsync', failing_fsync)
+    with pytest.raises(OSError, match='I/O error'):
+        backend.put(b'garbage', str(path))
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    assert sorted(os.listdir(tmp_path)) == ['good.pth']
+
+
+# --------------------------------------------------------------------------
+# 6. infer.py
+# --------------------------------------------------------------------------
+def _check_outputs(out_dir: Path, stem: str, k: int, size) -> None:
+    mask = cv2.imread(str(out_dir / f'{stem}_{k}_mask.png'),
+                      cv2.IMREAD_UNCHANGED)
+    assert mask is not None and mask.shape == size
+    assert set(np.unique(mask)) <= {0, 255}
+    overlay = cv2.imread(str(out_dir / f'{stem}_{k}_overlay.png'))
+    assert overlay is not None
+    assert overlay.shape[1] == size[1] and overlay.shape[0] >= size[0]
+
+
+def test_infer_tool(trained, tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = _write_image(tmp_path / 'rgb.jpg',
+                       rng.integers(0, 256, (48, 80, 3), dtype=np.uint8))
+    gray = _write_image(tmp_path / 'gray.png',
+                        rng.integers(0, 256, (40, 56), dtype=np.uint8))
+    rgba = _write_image(tmp_path / 'rgba.png',
+                        rng.integers(0, 256, (50, 30, 4), dtype=np.uint8))
+    assert cv2.imread(gray, cv2.IMREAD_UNCHANGED).ndim == 2
+    assert cv2.imread(rgba, cv2.IMREAD_UNCHANGED).shape[2] == 4
+
+    out1 = tmp_path / 'out1'
+    records = infer_tool.main([
+        TINY_CFG, trained.ckpt4, '--image', rgb, '--text', 'the red circle',
+        'the blue square on the right', '--out-dir', str(out1)
+    ])
+    assert [r['text'] for r in records] == [
+        'the red circle', 'the blue square on the right']
+    for k in range(2):
+        _check_outputs(out1, 'rgb', k, (48, 80))
+    with open(out1 / 'predictions.json') as f:
+        assert len(json.load(f)) == 2
+
+    pairs = tmp_path / 'pairs.json'
+    pairs.write_text(json.dumps([
+        dict(image='gray.png', text='the green star'),
+        dict(image='rgba.png', text='the yellow ring'),
+        dict(image='gray.png', text='the top shape'),
+    ]))
+    out2 = tmp_path / 'out2'
+    records = infer_tool.main([TINY_CFG, trained.ckpt4, '--pairs',
+                               str(pairs), '--out-dir', str(out2)])
+    assert len(records) == 3
+    _check_outputs(out2, 'gray', 0, (40, 56))
+    _check_outputs(out2, 'gray', 1, (40, 56))
+    _check_outputs(out2, 'rgba', 0, (50, 30))
+    with open(out2 / 'predictions.json') as f:
+        saved = json.load(f)
+    assert sorted(r['text'] for r in saved) == sorted(
+        ['the green star', 'the yellow ring', 'the top shape'])
+    for record in saved:
+        assert 0.0 <= record['foreground'] <= 1.0
+
+
+def test_infer_tool_missing_image(trained, tmp_path):
+    missing = str(tmp_path / 'no_such_image.png')
+    with pytest.raises(FileNotFoundError, match='no_such_image.png'):
+        infer_tool.main([TINY_CFG, trained.ckpt4, '--image', missing,
+                         '--text', 'anything', '--out-dir',
+                         str(tmp_path / 'out')])
+    pairs = tmp_path / 'pairs.json'
+    pairs.write_text(json.dumps([dict(image='gone.jpg', text='x')]))
+    with pytest.raises(FileNotFoundError, match='gone.jpg'):
+        infer_tool.main([TINY_CFG, trained.ckpt4, '--pairs', str(pairs)])
+    assert not (tmp_path / 'out').exists()
+
+
+# --------------------------------------------------------------------------
+# 7. distributed training on CPU
+# --------------------------------------------------------------------------
+def test_dist_train_cpu_two_ranks_agree(synthetic_tiny_root, tmp_path):
+    config = tmp_path / 'tiny_digest.py'
+    config.write_text(f'_base_ = [{TINY_CFG!r}]\n'
+                      "custom_hooks = [dict(type='StateDigestHook')]\n")
+    work_dir = tmp_path / 'work'
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
+               OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1')
+    # No find_unused_parameters: every trainable parameter must get a
+    # gradient on every rank (DDP fails otherwise).
+    cmd = ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(config), '2',
+           '--work-dir', str(work_dir), '--cfg-options',
+           *_data_opts(synthetic_tiny_root)]
+    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+
+    digests = []
+    for rank in (0, 1):
+        with open(work_dir / f'state_digest_rank{rank}.json') as f:
+            digests.append(json.load(f))
+    for rank, record in enumerate(digests):
+        assert record['rank'] == rank and record['world_size'] == 2
+        assert record['iter'] == 4
+    assert digests[0]['after_train'] == digests[1]['after_train']
+    assert digests[0]['before_train'] == digests[1]['before_train']
+    assert digests[0]['after_train']['trainable'] != \
+        digests[0]['before_train']['trainable'], 'nothing was trained'
+    ckpt = read_checkpoint(str(work_dir / 'iter_4.pth'))
+    assert state_digest(ckpt['state_dict'],
+                        ckpt['meta']['pet']['trainable_keys']) == \
+        digests[0]['after_train']['trainable']
