@@ -530,3 +530,22 @@ def test_dist_train_cpu_two_ranks_agree(synthetic_tiny_root, tmp_path):
     assert state_digest(ckpt['state_dict'],
                         ckpt['meta']['pet']['trainable_keys']) == \
         digests[0]['after_train']['trainable']
+
+
+def test_publish_checkpoint_keeps_weights_drops_training_state(trained,
+                                                               tmp_path):
+    publish = _load_tool('publish_checkpoint')
+    dst = str(tmp_path / 'slim.pth')
+    digest = publish.publish(trained.ckpt4, dst)
+    assert len(digest) == 64
+    slim = read_checkpoint(dst)
+    full = read_checkpoint(trained.ckpt4)
+    assert 'optimizer' in full and 'optimizer' not in slim
+    assert slim['meta']['pet'] == full['meta']['pet']
+    assert osp.getsize(dst) < osp.getsize(trained.ckpt4)
+    with pytest.raises(FileExistsError, match='--force'):
+        publish.publish(trained.ckpt4, dst)
+    # the slim file loads exactly like the training checkpoint
+    a, b = init_model(TINY_CFG, dst), init_model(TINY_CFG, trained.ckpt4)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key

@@ -1,0 +1,70 @@
+"""Make a checkpoint fit to publish: keep the weights (and the metadata a PET
+checkpoint needs to be merged with its pretrained encoders), drop the
+optimizer, scheduler and logging state that only resuming needs.
+
+Example::
+
+    python tools/publish_checkpoint.py work_dirs/run1/iter_600.pth \
+        checkpoints/sera_mnv2-minilm_synthetic_pet.pth
+
+The output is written atomically and never replaces an existing file unless
+``--force`` is given; its SHA-256 is printed.
+"""
+import argparse
+import hashlib
+import io
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import sera_mm  # noqa: F401,E402  (safe checkpoint loading)
+import torch  # noqa: E402
+
+from sera_mm.engine.atomic_io import atomic_write_bytes  # noqa: E402
+from sera_mm.engine.pet_checkpoint import read_checkpoint  # noqa: E402
+
+#: Top-level entries kept; everything else only serves --resume.
+KEPT_KEYS = ('state_dict', 'meta')
+#: ``meta`` entries dropped (training-state bookkeeping).
+DROPPED_META = ('hook_msgs', )
+
+
+def publish(src: str, dst: str, force: bool = False) -> str:
+    """Write the slim copy of ``src`` to ``dst``; returns its SHA-256.
+
+    Raises:
+        FileExistsError: ``dst`` exists and ``force`` is False.
+        ValueError: ``src`` and ``dst`` are the same file.
+    """
+    if osp.exists(dst) and not force:
+        raise FileExistsError(f'{dst} exists; pass --force to replace it')
+    if osp.exists(dst) and osp.samefile(src, dst):
+        raise ValueError(f'source and destination are the same file: {dst}')
+    ckpt = read_checkpoint(src)
+    slim = {k: ckpt[k] for k in KEPT_KEYS if k in ckpt}
+    slim['meta'] = {k: v for k, v in slim.get('meta', {}).items()
+                    if k not in DROPPED_META}
+    buf = io.BytesIO()
+    torch.save(slim, buf)
+    data = buf.getvalue()
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    atomic_write_bytes(data, dst)
+    return hashlib.sha256(data).hexdigest()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('src', help='checkpoint written by training')
+    parser.add_argument('dst', help='output file')
+    parser.add_argument('--force', action='store_true',
+                        help='replace an existing output file')
+    args = parser.parse_args(argv)
+    digest = publish(args.src, args.dst, args.force)
+    size = osp.getsize(args.dst) / 2**20
+    print(f'{args.dst}: {size:.2f} MiB, sha256 {digest}')
+
+
+if __name__ == '__main__':
+    main()
