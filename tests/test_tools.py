@@ -273,14 +273,18 @@ def test_test_tool_on_pet_checkpoint(trained, tmp_path):
         assert 0.0 <= record['iou'] <= 1.0
     assert len({r['mask'] for r in records}) == len(records)
 
-    # The runtime's visualization hook is mmseg's SegVisualizationHook: it
-    # draws one picture per image (the expressions of an image overwrite
-    # each other's picture).
-    pictures = [p.name for p in show_dir.rglob('*')
-                if p.suffix in ('.png', '.jpg')]
-    stems = {osp.splitext(osp.basename(r['img_path']))[0] for r in records}
-    for stem in stems:
-        assert any(stem in name for name in pictures), (stem, pictures)
+    # The runtime's visualization hook is ReferVisualizationHook: one picture
+    # per sentence (named by its sentence id) for the first num_samples
+    # predictions.
+    pictures = sorted(p for p in show_dir.rglob('*.png')
+                      if 'vis_data' not in p.parts)
+    assert pictures, 'no pictures written'
+    sent_ids = {str(r['sent_id']) for r in records}
+    for picture in pictures:
+        sent = picture.stem.split('_sent', 1)[1]
+        assert sent in sent_ids, (picture.name, sorted(sent_ids))
+        image = cv2.imread(str(picture))
+        assert image is not None and image.shape[0] > 0
 
 
 def test_test_tool_show_dir_with_refer_visualization_hook(trained, tmp_path):
