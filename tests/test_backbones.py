@@ -317,3 +317,58 @@ def test_parts_feeding_no_output_are_frozen():
     out[0].sum().backward()
     assert all(p.grad is not None for p in bb.parameters()
                if p.requires_grad)
+
+
+@pytest.mark.parametrize('kind', ['clip', 'dinov2'])
+def test_vit_frozen_stages_stop_backward(kind):
+    torch.manual_seed(0)
+    if kind == 'clip':
+        bb = CLIPVisionBackbone(config=TINY_CLIP, out_indices=(0, 3),
+                                trainable='norm_bias', frozen_stages=2)
+        stem, blocks, size = (list(bb.encoder.embeddings.parameters()) +
+                              list(bb.encoder.pre_layrnorm.parameters()),
+                              bb.encoder.encoder.layers, 32)
+    else:
+        bb = DINOv2Backbone(config=TINY_DINO, out_indices=(0, 3),
+                            trainable='norm_bias', frozen_stages=2)
+        stem, blocks, size = (list(bb.encoder.embeddings.parameters()),
+                              bb.encoder.encoder.layer, 56)
+    assert not any(p.requires_grad for p in stem)
+    assert not any(p.requires_grad for p in blocks[:2].parameters())
+    assert any(p.requires_grad for p in blocks[2].parameters())
+    outs = bb(torch.randn(1, 3, size, size))
+    assert not outs[0].requires_grad  # block 0 output: nothing recorded
+    assert outs[1].requires_grad
+    # -1 freezes nothing beyond the PET rule
+    free = type(bb)(config=TINY_CLIP if kind == 'clip' else TINY_DINO,
+                    out_indices=(3, ), trainable='norm_bias')
+    free_stem = (free.encoder.pre_layrnorm if kind == 'clip' else
+                 free.encoder.embeddings)
+    assert any(p.requires_grad for p in free_stem.parameters())
+    with pytest.raises(ValueError, match='frozen_stages'):
+        type(bb)(config=TINY_CLIP if kind == 'clip' else TINY_DINO,
+                 out_indices=(3, ), frozen_stages=5)
+
+
+def test_vit_activation_checkpointing_same_outputs_and_grads():
+    torch.manual_seed(0)
+    kwargs = dict(config=TINY_CLIP, out_indices=(1, 3),
+                  adapter=dict(type='TestZeroDeltaAdapter', zero=False),
+                  adapter_indices=(1, ), text_channels=TEXT_C,
+                  trainable='norm_bias')
+    plain = CLIPVisionBackbone(**kwargs).train()
+    cp = CLIPVisionBackbone(**kwargs, with_cp=True).train()
+    cp.load_state_dict(plain.state_dict())
+    img, text = torch.randn(2, 3, 32, 32), make_text()
+    grads = []
+    for bb in (plain, cp):
+        outs = bb(img, text)
+        sum(o.square().mean() for o in outs).backward()
+        grads.append({n: p.grad.clone() for n, p in bb.named_parameters()
+                      if p.requires_grad})
+        with torch.no_grad():
+            grads[-1]['_out'] = torch.cat([o.flatten() for o in outs])
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name],
+                                   rtol=1e-4, atol=1e-6, msg=name)

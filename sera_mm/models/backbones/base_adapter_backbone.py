@@ -3,8 +3,10 @@ parameter-efficient tuning of the wrapped encoder and frozen BatchNorm."""
 import copy
 from typing import Dict, List, Optional, Sequence
 
+import torch
 import torch.nn as nn
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from sera_mm.models.text_encoders.text_features import TextFeatures
 from sera_mm.models.utils.pet import PETRule, apply_pet, freeze_bn_stats
@@ -53,6 +55,7 @@ class BaseAdapterBackbone(nn.Module):
     """
 
     frozen_bn: bool = False
+    with_cp: bool = False
 
     def _setup_adapters(self, block_channels: Sequence[int],
                         out_indices: Sequence[int], adapter: Optional[dict],
@@ -98,6 +101,37 @@ class BaseAdapterBackbone(nn.Module):
         for module in modules:
             if module is not None:
                 module.requires_grad_(False)
+
+    def _freeze_stages(self, stem: Sequence[nn.Module],
+                       blocks: Sequence[nn.Module],
+                       frozen_stages: int) -> None:
+        """Freeze ``stem`` (patch/position embeddings) and
+        ``blocks[:frozen_stages]`` completely, overriding the PET rule, as
+        mmseg's ``frozen_stages`` (0: the stem only; -1: nothing). With no
+        trainable parameter below a block, autograd records nothing up to
+        it, so the backward pass stops there."""
+        if not -1 <= frozen_stages <= len(blocks):
+            raise ValueError(f'frozen_stages must be in [-1, {len(blocks)}]'
+                             f', got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        if frozen_stages < 0:
+            return
+        for module in list(stem) + list(blocks[:frozen_stages]):
+            if module is not None:
+                module.requires_grad_(False)
+
+    def _run_block(self, block: nn.Module, tokens: Tensor) -> Tensor:
+        """Run one transformer block; with ``with_cp`` and gradients on,
+        its activations are recomputed in the backward pass instead of
+        stored (activation checkpointing: less memory, about one more
+        forward of the block in time)."""
+        if (self.with_cp and self.training and torch.is_grad_enabled()
+                and (tokens.requires_grad or any(
+                    p.requires_grad for p in block.parameters()))):
+            out = checkpoint(block, tokens, None, use_reentrant=False)
+        else:
+            out = block(tokens, None)
+        return out[0] if isinstance(out, (tuple, list)) else out
 
     def _adapt(self, idx: int, tokens: Tensor, hw, num_prefix: int,
                text: Optional[TextFeatures]) -> Tensor:

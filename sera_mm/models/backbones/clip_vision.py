@@ -14,11 +14,6 @@ from .base_adapter_backbone import (BaseAdapterBackbone,
                                     load_matching_state_dict)
 
 
-def _layer_out(out) -> Tensor:
-    """HF blocks return a tensor (5.x) or a tuple (4.x)."""
-    return out[0] if isinstance(out, (tuple, list)) else out
-
-
 def build_clip_vision_model(pretrained: Optional[str],
                             config: Optional[dict]) -> nn.Module:
     """``CLIPVisionModel`` from a hub id/folder (a full CLIP works too), an
@@ -68,6 +63,13 @@ class CLIPVisionBackbone(BaseAdapterBackbone):
         adapter_indices: blocks followed by an adapter.
         text_channels: width C_t of the text features.
         trainable: PET rule for the ViT.
+        frozen_stages: freeze the embeddings and blocks
+            ``[0, frozen_stages)`` completely (PET rule overridden), as
+            mmseg's ``frozen_stages``; with no adapter among them the
+            backward pass stops at block ``frozen_stages``. -1: nothing.
+        with_cp: activation checkpointing of the blocks in training
+            (recompute instead of storing activations: less memory for
+            large batches, about one more block forward in time).
     """
 
     def __init__(self,
@@ -77,7 +79,9 @@ class CLIPVisionBackbone(BaseAdapterBackbone):
                  adapter: Optional[dict] = None,
                  adapter_indices: Sequence[int] = (1, 3, 5, 7, 9, 11),
                  text_channels: Optional[int] = None,
-                 trainable: PETRule = 'norm_bias') -> None:
+                 trainable: PETRule = 'norm_bias',
+                 frozen_stages: int = -1,
+                 with_cp: bool = False) -> None:
         super().__init__()
         model = build_clip_vision_model(pretrained, config)
         # 5.x: CLIPVisionModel holds the parts; 4.x: under .vision_model
@@ -92,6 +96,10 @@ class CLIPVisionBackbone(BaseAdapterBackbone):
         last = self.out_indices[-1]
         self._freeze_unused([getattr(self.encoder, 'post_layernorm', None)] +
                             list(self.encoder.encoder.layers[last + 1:]))
+        self._freeze_stages(
+            [self.encoder.embeddings, self.encoder.pre_layrnorm],
+            self.encoder.encoder.layers, frozen_stages)
+        self.with_cp = with_cp
 
     def forward(self, img: Tensor,
                 text: Optional[TextFeatures] = None) -> List[Tensor]:
@@ -109,7 +117,7 @@ class CLIPVisionBackbone(BaseAdapterBackbone):
         tokens = enc.pre_layrnorm(tokens)
         outs = []
         for i, layer in enumerate(enc.encoder.layers):
-            tokens = _layer_out(layer(tokens, None))
+            tokens = self._run_block(layer, tokens)
             tokens = self._adapt(i, tokens, hw, 1, text)
             if i in self.out_indices:
                 outs.append(self.tokens_to_grid(tokens, hw, 1))

@@ -9,7 +9,6 @@ from sera_mm.models.utils.pet import PETRule
 from sera_mm.registry import MODELS
 from sera_mm.utils.pretrained import resolve_pretrained
 from .base_adapter_backbone import BaseAdapterBackbone
-from .clip_vision import _layer_out
 
 
 def build_dinov2_model(pretrained: Optional[str],
@@ -68,6 +67,13 @@ class DINOv2Backbone(BaseAdapterBackbone):
         adapter, adapter_indices, text_channels, trainable: as
             :class:`CLIPVisionBackbone`.
         final_norm: apply the final layernorm to the last block's grid.
+        frozen_stages: freeze the embeddings and blocks
+            ``[0, frozen_stages)`` completely (PET rule overridden), as
+            mmseg's ``frozen_stages``; with no adapter among them the
+            backward pass stops at block ``frozen_stages``. -1: nothing.
+        with_cp: activation checkpointing of the blocks in training
+            (recompute instead of storing activations: less memory for
+            large batches, about one more block forward in time).
     """
 
     def __init__(self,
@@ -78,7 +84,9 @@ class DINOv2Backbone(BaseAdapterBackbone):
                  adapter_indices: Sequence[int] = (1, 3, 5, 7, 9, 11),
                  text_channels: Optional[int] = None,
                  trainable: PETRule = 'norm_bias',
-                 final_norm: bool = True) -> None:
+                 final_norm: bool = True,
+                 frozen_stages: int = -1,
+                 with_cp: bool = False) -> None:
         super().__init__()
         self.encoder = build_dinov2_model(pretrained, config)
         cfg = self.encoder.config
@@ -95,6 +103,9 @@ class DINOv2Backbone(BaseAdapterBackbone):
         self._freeze_unused(
             ([] if final_norm else [self.encoder.layernorm]) +
             list(self.encoder.encoder.layer[last + 1:]))
+        self._freeze_stages([self.encoder.embeddings],
+                            self.encoder.encoder.layer, frozen_stages)
+        self.with_cp = with_cp
 
     def forward(self, img: Tensor,
                 text: Optional[TextFeatures] = None) -> List[Tensor]:
@@ -111,7 +122,7 @@ class DINOv2Backbone(BaseAdapterBackbone):
         last = self.num_blocks - 1
         outs = []
         for i, layer in enumerate(self.encoder.encoder.layer):
-            tokens = _layer_out(layer(tokens, None))
+            tokens = self._run_block(layer, tokens)
             tokens = self._adapt(i, tokens, hw, self.num_prefix, text)
             if i in self.out_indices:
                 out = tokens
