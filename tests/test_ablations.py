@@ -1,0 +1,496 @@
+"""Ablation configs (configs/sera/ablations) and their runner
+(tools/analysis/run_ablations.py)."""
+import csv
+import glob
+import importlib.util
+import json
+import os
+import os.path as osp
+import statistics
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+import sera_mm  # noqa: F401  (mmcv.ops fallback before mmseg)
+from mmengine.config import Config  # noqa: E402
+
+from sera_mm.models.routers import ExpertRouter  # noqa: E402
+from sera_mm.models.text_encoders.text_features import TextFeatures  # noqa
+from sera_mm.registry import MODELS  # noqa: E402
+from sera_mm.utils import register_all_modules  # noqa: E402
+from sera_mm.utils.config_utils import random_init_cfg  # noqa: E402
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:  # no_fusion imports projects.cris_sera.cris_sera
+    sys.path.insert(0, ROOT)
+register_all_modules()
+
+ABL_DIR = osp.join(ROOT, 'configs', 'sera', 'ablations')
+MAIN_CFG = osp.join(ROOT, 'configs', 'sera', 'sera_mnv2-minilm_synthetic.py')
+ADAPTER_EXPERTS = ('spatial', 'context', 'boundary', 'semantic')
+ROWS = ['full', 'routing_uniform', 'routing_top1', 'no_adapter', 'no_fusion',
+        'tune_adapters_only', 'tune_norm_bias', 'tune_full'] + [
+            f'no_{e}' for e in ADAPTER_EXPERTS]
+_CFGS = {}
+_MODELS = {}
+
+
+def _cfg(row: str) -> Config:
+    if row not in _CFGS:
+        path = MAIN_CFG if row == 'main' else osp.join(ABL_DIR, row + '.py')
+        _CFGS[row] = Config.fromfile(path)
+    return _CFGS[row]
+
+
+def _model(row: str) -> nn.Module:
+    if row not in _MODELS:
+        _MODELS[row] = MODELS.build(random_init_cfg(_cfg(row).model))
+    return _MODELS[row]
+
+
+def _routers(module: nn.Module):
+    return [m for m in module.modules() if isinstance(m, ExpertRouter)]
+
+
+def _runner_module():
+    spec = importlib.util.spec_from_file_location(
+        'run_ablations',
+        osp.join(ROOT, 'tools', 'analysis', 'run_ablations.py'))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules['run_ablations'] = module  # dataclasses need the module
+    spec.loader.exec_module(module)
+    return module
+
+
+RA = _runner_module()
+
+
+# ------------------------------------------------------------- configs
+def test_every_row_has_a_config():
+    found = sorted(osp.splitext(osp.basename(p))[0]
+                   for p in glob.glob(osp.join(ABL_DIR, '*.py')))
+    assert found == sorted(ROWS)
+
+
+@pytest.mark.parametrize('row', ROWS)
+def test_config_keeps_schedule_seed_and_data(row):
+    """Only the model (and, for no_fusion, the imports) differ from the
+    main config."""
+    main = _cfg('main').to_dict()
+    cfg = _cfg(row).to_dict()
+    ignore = {'model', 'custom_imports'}
+    assert set(cfg) - ignore == set(main) - ignore
+    for key in set(main) - ignore:
+        assert cfg[key] == main[key], key
+    assert cfg['randomness']['seed'] == main['randomness']['seed']
+    assert cfg['train_cfg']['max_iters'] == main['train_cfg']['max_iters']
+    # same text encoder / data preprocessor / loss in every row
+    assert cfg['model']['text_encoder'] == main['model']['text_encoder'] \
+        or row in ('tune_adapters_only', 'tune_norm_bias', 'tune_full')
+    assert cfg['model']['data_preprocessor'] == \
+        main['model']['data_preprocessor']
+
+
+@pytest.mark.parametrize('row', ROWS)
+def test_config_builds(row):
+    model = _model(row)
+    assert type(model).__name__ == 'SERASegmentor'
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert n_train > 0
+    # text encoder frozen in every row
+    assert not any(p.requires_grad for p in model.text_encoder.parameters())
+
+
+def test_full_is_the_main_model():
+    full, main = _model('full'), _model('main')
+    assert [(n, p.shape, p.requires_grad) for n, p in full.named_parameters()
+            ] == [(n, p.shape, p.requires_grad)
+                  for n, p in main.named_parameters()]
+    assert type(full.neck).__name__ == 'SERAFusion'
+    assert sorted(full.backbone.adapters.keys()) == ['10', '13', '16']
+    routers = _routers(full)
+    assert len(routers) == 3 + 3  # 3 adapters + 3 neck levels
+    assert all(r.mode == 'learned' and r.top_k is None for r in routers)
+    for adapter in full.backbone.adapters.values():
+        assert adapter.expert_names == list(ADAPTER_EXPERTS)
+
+
+def test_routing_uniform_every_router():
+    model = _model('routing_uniform')
+    routers = _routers(model)
+    assert len(routers) == 6
+    assert all(r.mode == 'uniform' for r in routers)
+    assert all(len(list(r.parameters())) == 0 for r in routers)
+    assert len(_routers(model.backbone)) == 3
+    assert len(_routers(model.neck)) == 3
+    w = routers[0](torch.randn(2, routers[0].in_channels, 4, 4),
+                   torch.randn(2, routers[0].text_channels))
+    assert torch.allclose(w, torch.full_like(w, 1 / routers[0].num_experts))
+
+
+def test_routing_top1_every_router():
+    model = _model('routing_top1')
+    routers = _routers(model)
+    assert len(routers) == 6
+    assert all(r.top_k == 1 and r.mode == 'learned' for r in routers)
+    r = routers[0]
+    w = r(torch.randn(3, r.in_channels, 4, 4), torch.randn(3, r.text_channels))
+    assert ((w > 0).sum(dim=1) == 1).all()
+
+
+def test_no_adapter():
+    model, full = _model('no_adapter'), _model('full')
+    assert len(model.backbone.adapters) == 0
+    assert model.backbone.adapter_indices == []
+    assert _routers(model.backbone) == []
+    assert type(model.neck).__name__ == 'SERAFusion'
+    names = {n for n, _ in model.named_parameters()}
+    assert names == {n for n, _ in full.named_parameters()
+                     if not n.startswith('backbone.adapters.')}
+
+
+def _logits(model, size=160):
+    model.eval()
+    b, c_t = 1, model.text_encoder.embed_dim
+    text = TextFeatures(
+        words=torch.randn(b, 5, c_t),
+        pad_mask=torch.zeros(b, 5, dtype=torch.bool),
+        sentence=torch.randn(b, c_t))
+    with torch.no_grad():
+        grids = model.backbone(torch.randn(b, 3, size, size), text)
+        fused = model.neck(grids, text)
+        return model.decode_head.forward((fused, text))
+
+
+def test_no_fusion_replaces_the_neck_keeps_resolution():
+    model, full = _model('no_fusion'), _model('full')
+    assert type(model.neck).__name__ == 'CRISNeck'
+    assert _routers(model.neck) == []
+    assert len(model.backbone.adapters) == 3  # adapters stay
+    assert model.decode_head.num_upsample == \
+        full.decode_head.num_upsample + 1
+    assert _logits(model).shape == _logits(full).shape
+
+
+@pytest.mark.parametrize('expert', ADAPTER_EXPERTS)
+def test_no_expert(expert):
+    model, full = _model(f'no_{expert}'), _model('full')
+    rest = [e for e in ADAPTER_EXPERTS if e != expert]
+    assert len(model.backbone.adapters) == 3
+    for adapter in model.backbone.adapters.values():
+        assert adapter.expert_names == rest
+        assert len(adapter.experts) == 3
+        assert adapter.router.num_experts == 3
+        assert adapter.router.expert_names == rest
+    # the neck keeps its experts
+    assert model.neck.expert_names == full.neck.expert_names
+    assert all(r.num_experts == len(full.neck.expert_names)
+               for r in model.neck.routers)
+
+
+def _trainable(module: nn.Module):
+    return {n for n, p in module.named_parameters() if p.requires_grad}
+
+
+def test_tune_adapters_only():
+    model = _model('tune_adapters_only')
+    assert not any(p.requires_grad
+                   for p in model.backbone.encoder.parameters())
+    assert not any(p.requires_grad for p in model.text_encoder.parameters())
+    assert all(p.requires_grad for p in model.backbone.adapters.parameters())
+    assert all(p.requires_grad for p in model.neck.parameters())
+    assert _trainable(model) < _trainable(_model('full'))
+
+
+def test_tune_norm_bias_matches_main_training():
+    model = _model('tune_norm_bias')
+    assert _trainable(model) == _trainable(_model('main'))
+    features = model.backbone.encoder.features
+    for i, block in enumerate(features):
+        names = _trainable(block)
+        assert bool(names) == (i >= 7), i  # blocks 0-6 frozen outright
+        modules = dict(block.named_modules())
+        for name in names:
+            owner = modules[name.rpartition('.')[0]]
+            assert name.endswith('bias') or isinstance(
+                owner, nn.modules.batchnorm._BatchNorm), name
+
+
+def test_tune_full():
+    model = _model('tune_full')
+    assert all(p.requires_grad for p in model.backbone.encoder.parameters())
+    assert not any(p.requires_grad for p in model.text_encoder.parameters())
+    assert _trainable(model) > _trainable(_model('full'))
+    model.train()
+    bns = [m for m in model.backbone.encoder.modules()
+           if isinstance(m, nn.BatchNorm2d)]
+    assert bns and not any(m.training for m in bns)  # frozen statistics
+
+
+def test_count_parameters_matches_built_model():
+    trainable, total = RA.count_parameters(osp.join(ABL_DIR, 'no_adapter.py'))
+    model = _model('no_adapter')
+    assert total == sum(p.numel() for p in model.parameters())
+    assert trainable == sum(p.numel() for p in model.parameters()
+                            if p.requires_grad)
+
+
+# -------------------------------------------------------------- runner
+SPLITS = ['val', 'testB']
+
+
+def _metrics(base: float) -> dict:
+    """Fake final_metrics.json content with distinct values per key."""
+    out = {}
+    for k, split in enumerate(SPLITS):
+        m = {'mIoU': base + 10 * k, 'oIoU': base + 1 + 10 * k,
+             'Prec@0.5': base + 2 + 10 * k, 'Prec@0.6': 0.0,
+             'Prec@0.9': base + 3 + 10 * k}
+        for j, t in enumerate(RA.EXPR_TYPES):
+            m[f'{t}/mIoU'] = base + 4 + j + 10 * k
+            m[f'{t}/count'] = 7
+        out[split] = m
+    return out
+
+
+def _finish(work_dir, base, params=(100, 1000), wall=(60.0, )):
+    os.makedirs(work_dir, exist_ok=True)
+    with open(osp.join(work_dir, 'final_metrics.json'), 'w') as f:
+        json.dump(_metrics(base), f)
+    info = dict(trainable_params=params[0], total_params=params[1],
+                attempts=[dict(wall_s=w) for w in wall])
+    with open(osp.join(work_dir, 'ablation_run.json'), 'w') as f:
+        json.dump(info, f)
+
+
+def _fake_configs(tmp_path, rows):
+    paths = []
+    for row in rows:
+        p = tmp_path / 'cfgs' / f'{row}.py'
+        p.parent.mkdir(exist_ok=True)
+        p.write_text("_base_ = []\n")
+        paths.append(str(p))
+    return paths
+
+
+def test_plan_runs_and_commands(tmp_path):
+    cfgs = _fake_configs(tmp_path, ['full', 'no_adapter'])
+    runs = RA.plan_runs(cfgs, 'W', seeds=[0, 1, 2], seed_rows=['full'])
+    assert [(r.row, r.work_dir, r.seed) for r in runs] == [
+        ('full', osp.join('W', 'full_seed0'), 0),
+        ('full', osp.join('W', 'full_seed1'), 1),
+        ('full', osp.join('W', 'full_seed2'), 2),
+        ('no_adapter', osp.join('W', 'no_adapter'), None)]
+    runs1 = RA.plan_runs(cfgs, 'W')
+    assert [r.work_dir for r in runs1] == [osp.join('W', 'full'),
+                                           osp.join('W', 'no_adapter')]
+    cmd = RA.train_command(runs[1], SPLITS, ['a.b=1'], resume=True,
+                           python='py')
+    assert cmd[0] == 'py' and cmd[1].endswith(osp.join('tools', 'train.py'))
+    assert cmd[2:] == [cfgs[0], '--work-dir', runs[1].work_dir,
+                       '--test-splits', 'val', 'testB', '--resume',
+                       '--cfg-options', 'a.b=1', 'randomness.seed=1']
+    cmd = RA.train_command(runs[3], ['val'], python='py')
+    assert '--resume' not in cmd and '--cfg-options' not in cmd
+    with pytest.raises(ValueError, match='distinct'):
+        RA.plan_runs(cfgs + cfgs[:1], 'W')
+    with pytest.raises(ValueError, match='seeds'):
+        RA.plan_runs(cfgs, 'W', seeds=[1, 1])
+
+
+def test_run_status(tmp_path):
+    wd = tmp_path / 'r'
+    assert RA.run_status(str(wd)) == 'new'
+    wd.mkdir()
+    (wd / 'last_checkpoint').write_text('iter_500.pth')
+    assert RA.run_status(str(wd)) == 'resume'
+    (wd / 'final_metrics.json').write_text('{}')
+    assert RA.run_status(str(wd)) == 'done'
+
+
+def test_tables_from_fake_work_dirs(tmp_path):
+    rows = ['full', 'no_adapter', 'routing_uniform', 'no_fusion']
+    cfgs = _fake_configs(tmp_path, rows)
+    root = tmp_path / 'work'
+    runs = RA.plan_runs(cfgs, str(root), seeds=[0, 1, 2])
+    full_bases = [50.0, 51.0, 53.0]
+    for seed, base in enumerate(full_bases):
+        _finish(root / f'full_seed{seed}', base, wall=(100.0 + seed, 20.0))
+    _finish(root / 'no_adapter', 40.0, params=(50, 900), wall=(30.0, ))
+    _finish(root / 'routing_uniform', 51.5, params=(90, 990))
+    # no_fusion not run
+    md_path, csv_path = RA.write_tables(runs, SPLITS, str(tmp_path / 'out'))
+
+    with open(csv_path) as f:
+        table = {r['row']: r for r in csv.DictReader(f)}
+    assert list(table) == rows
+    mean = statistics.fmean(full_bases)
+    std = statistics.stdev(full_bases)
+    full = table['full']
+    assert full['runs'] == '3' and full['done'] == '3'
+    assert full['seeds'] == '0 1 2'
+    assert float(full['val/mIoU']) == pytest.approx(mean, abs=1e-4)
+    assert float(full['val/mIoU_std']) == pytest.approx(std, abs=1e-4)
+    assert float(full['testB/oIoU']) == pytest.approx(mean + 11, abs=1e-4)
+    assert float(full['testB/ordinal/mIoU']) == pytest.approx(
+        mean + 4 + 3 + 10, abs=1e-4)
+    # wall time: sum of attempts per run, mean over seeds, in minutes
+    assert float(full['wall_time_min']) == pytest.approx(
+        statistics.fmean([120.0, 121.0, 122.0]) / 60, abs=1e-3)
+    assert full['trainable_params'] == '100'
+    noa = table['no_adapter']
+    assert float(noa['val/Prec@0.9']) == pytest.approx(43.0)
+    assert float(noa['val/boundary/mIoU']) == pytest.approx(48.0)
+    assert noa['val/mIoU_std'] == ''
+    assert noa['trainable_params'] == '50'
+    assert float(noa['wall_time_min']) == pytest.approx(0.5)
+    nf = table['no_fusion']
+    assert nf['done'] == '0' and nf['val/mIoU'] == ''
+
+    md = open(md_path).read()
+    assert '## val' in md and '## testB' in md
+    assert f'{mean:.2f} ± {std:.2f}' in md
+    assert '| no_adapter | 1/1 | 40.00 | 41.00 | 42.00 | 43.00 |' in md
+    assert '| no_fusion | 0/1 | - |' in md
+    # seed check: std = 1.53, 2 std = 3.06; no_adapter (-11.33) differs,
+    # routing_uniform (-0.17) does not
+    line = [ln for ln in md.splitlines() if ln.startswith('Rows differing')]
+    assert len(line) == 1
+    val_part = line[0].split('val/mIoU')[1].split(';')[0]
+    assert 'no_adapter' in val_part and 'routing_uniform' not in val_part
+    assert f'{40.0 - mean:+.2f}' in val_part
+
+
+def test_seed_check_needs_three_seeds(tmp_path):
+    cfgs = _fake_configs(tmp_path, ['full', 'no_adapter'])
+    root = tmp_path / 'work'
+    runs = RA.plan_runs(cfgs, str(root), seeds=[0, 1, 2])
+    _finish(root / 'full_seed0', 50.0)
+    _finish(root / 'full_seed2', 54.0)
+    _finish(root / 'no_adapter', 10.0)
+    summaries = RA.summarize(runs, SPLITS)
+    assert summaries[0].n_done == 2 and summaries[0].seeds == [0, 2]
+    assert summaries[0].values['val/mIoU'] == pytest.approx(
+        (52.0, statistics.stdev([50.0, 54.0])))
+    lines = RA.significant_differences(summaries, SPLITS)
+    assert lines == ['Seed check vs `full`: needs 3 finished seeds, have 2.']
+
+
+def test_significance_boundary():
+    s = RA.RowSummary
+    ref = s('full', 'c', 3, 3, values={'val/mIoU': (50.0, 1.0)})
+    close = s('a', 'c', 1, 1, values={'val/mIoU': (52.0, None)})  # = 2 std
+    far = s('b', 'c', 1, 1, values={'val/mIoU': (47.9, None)})
+    line, = RA.significant_differences([ref, close, far], ['val'],
+                                       metrics=['mIoU'])
+    assert 'b (-2.10)' in line and 'a (' not in line
+
+
+def test_dry_run_lists_and_skips(tmp_path, capsys):
+    cfgs = _fake_configs(tmp_path, ['full', 'no_adapter', 'no_fusion'])
+    root = tmp_path / 'work'
+    _finish(root / 'full_seed0', 50.0)
+    (root / 'full_seed1').mkdir(parents=True)
+    (root / 'full_seed1' / 'last_checkpoint').write_text('x')
+    _finish(root / 'no_adapter', 40.0)
+    out_dir = tmp_path / 'out'
+    rc = RA.main(['--configs', *cfgs, '--work-root', str(root), '--seeds',
+                  '0', '1', '--dry-run', '--out', str(out_dir),
+                  '--cfg-options', 'train_cfg.max_iters=5'])
+    assert rc == 0
+    out = capsys.readouterr().out
+    lines = {ln.split()[1]: ln for ln in out.splitlines()
+             if ln and not ln.startswith(' ') and len(ln.split()) > 2
+             and not ln[0].isdigit()}
+    assert 'skip (finished)' in lines['full_seed0']
+    assert lines['full_seed1'].rstrip().endswith('resume')
+    assert 'skip (finished)' in lines['no_adapter']
+    assert lines['no_fusion'].rstrip().endswith('run')
+    cmds = [ln.strip() for ln in out.splitlines() if ln.startswith('    ')]
+    assert len(cmds) == 2  # only the unfinished runs
+    assert '--resume' in cmds[0] and 'randomness.seed=1' in cmds[0]
+    assert 'train_cfg.max_iters=5' in cmds[1]
+    assert '--resume' not in cmds[1]
+    assert '3 runs' not in out and '4 runs, 2 finished, 2 to go' in out
+    assert not out_dir.exists()  # a dry run writes nothing
+
+
+def _fake_python(tmp_path, rc=0):
+    """An interpreter stand-in that records its arguments and writes
+    final_metrics.json into --work-dir (as tools/train.py does)."""
+    script = tmp_path / 'fake_python'
+    script.write_text(
+        f'#!{sys.executable}\n'
+        'import json, os, sys\n'
+        'args = sys.argv[1:]\n'
+        'wd = args[args.index("--work-dir") + 1]\n'
+        'with open(os.path.join(wd, "calls.txt"), "a") as f:\n'
+        '    f.write(" ".join(args) + "\\n")\n'
+        f'if {rc} == 0:\n'
+        '    json.dump({"val": {"mIoU": 12.5}},\n'
+        '              open(os.path.join(wd, "final_metrics.json"), "w"))\n'
+        f'sys.exit({rc})\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_execute_run_resumes_and_records(tmp_path):
+    cfgs = _fake_configs(tmp_path, ['no_adapter'])
+    run, = RA.plan_runs(cfgs, str(tmp_path / 'work'))
+    os.makedirs(run.work_dir)
+    open(osp.join(run.work_dir, 'last_checkpoint'), 'w').write('x')
+    counts = []
+
+    def counter(config, options):
+        counts.append(config)
+        return 7, 70
+
+    rc = RA.execute_run(run, ['val'], ['a=1'], python=_fake_python(tmp_path),
+                        param_counter=counter, heartbeat=5)
+    assert rc == 0
+    calls = open(osp.join(run.work_dir, 'calls.txt')).read().splitlines()
+    assert len(calls) == 1 and '--resume' in calls[0]
+    assert calls[0].endswith('--cfg-options a=1')
+    info = RA.load_run_info(run.work_dir)
+    assert info['trainable_params'] == 7 and info['total_params'] == 70
+    assert info['attempts'][0]['returncode'] == 0
+    assert info['attempts'][0]['resumed'] is True
+    assert info['wall_time_s'] == pytest.approx(info['attempts'][0]['wall_s'])
+    assert info['wall_time_s'] > 0
+    # finished: a second call runs nothing
+    assert RA.execute_run(run, ['val'], python='/nonexistent',
+                          param_counter=counter) == 0
+    assert len(open(osp.join(run.work_dir, 'calls.txt')).readlines()) == 1
+    assert counts == [cfgs[0]]
+
+
+def test_main_goes_on_after_a_failed_run(tmp_path, monkeypatch):
+    cfgs = _fake_configs(tmp_path, ['a_row', 'b_row'])
+    root, out = tmp_path / 'work', tmp_path / 'out'
+    monkeypatch.setattr(RA, 'count_parameters', lambda c, o=(): (1, 2))
+    rc = RA.main(['--configs', *cfgs, '--work-root', str(root), '--out',
+                  str(out), '--splits', 'val', '--python',
+                  _fake_python(tmp_path, rc=3), '--heartbeat', '5'])
+    assert rc == 1
+    for row in ('a_row', 'b_row'):  # both attempted
+        info = RA.load_run_info(str(root / row))
+        assert info['attempts'][-1]['returncode'] == 3
+        assert info['trainable_params'] == 1
+    assert (out / 'ablations.md').exists() and (out / 'ablations.csv').exists()
+
+
+def test_fill_missing_params(tmp_path):
+    cfgs = _fake_configs(tmp_path, ['x', 'y'])
+    runs = RA.plan_runs(cfgs, str(tmp_path / 'w'))
+    os.makedirs(runs[0].work_dir)
+    with open(osp.join(runs[0].work_dir, 'final_metrics.json'), 'w') as f:
+        json.dump(_metrics(1.0), f)
+    calls = []
+    RA.fill_missing_params(runs, (), lambda c, o: calls.append(c) or (3, 4))
+    assert calls == [cfgs[0]]  # y is not finished
+    info = RA.load_run_info(runs[0].work_dir)
+    assert (info['trainable_params'], info['total_params']) == (3, 4)
+    RA.fill_missing_params(runs, (), lambda c, o: calls.append(c) or (3, 4))
+    assert calls == [cfgs[0]]  # recorded once

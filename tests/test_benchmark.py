@@ -1,0 +1,158 @@
+"""Tests of the benchmark tool (tools/analysis/benchmark.py) and its
+measuring module (sera_mm.utils.benchmark)."""
+import csv
+import importlib.util
+import math
+import os.path as osp
+
+import pytest
+
+import sera_mm  # noqa: F401 (mmcv.ops fallback before mmseg)
+from mmengine.config import Config
+
+from sera_mm.utils import benchmark as bm
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TINY = osp.join(ROOT, 'configs', 'sera', 'sera_tiny_synthetic.py')
+VITB = osp.join(ROOT, 'configs', 'sera', 'sera_vitb_refcoco.py')
+
+
+def _load_tool():
+    path = osp.join(ROOT, 'tools', 'analysis', 'benchmark.py')
+    spec = importlib.util.spec_from_file_location('benchmark_tool', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _model_cfg(path):
+    return Config.fromfile(path).model.to_dict()
+
+
+# ------------------------------------------------------------ cfg editing
+def test_adapter_layers_zero_removes_adapters():
+    cfg = _model_cfg(VITB)
+    out = bm.apply_sweep(cfg, 'adapter_layers', 0)
+    assert out['backbone']['adapter'] is None
+    assert tuple(out['backbone']['adapter_indices']) == ()
+    # the input is not modified
+    assert cfg['backbone']['adapter'] is not None
+
+
+def test_adapter_layers_evenly_spaced():
+    cfg = _model_cfg(VITB)
+    assert bm.apply_sweep(cfg, 'adapter_layers',
+                          6)['backbone']['adapter_indices'] == (1, 3, 5, 7,
+                                                                9, 11)
+    two = bm.apply_sweep(cfg, 'adapter_layers', 2)['backbone']
+    assert len(two['adapter_indices']) == 2
+    assert max(two['adapter_indices']) == max(cfg['backbone']['out_indices'])
+    with pytest.raises(ValueError, match='adapter_layers'):
+        bm.apply_sweep(cfg, 'adapter_layers', 13)
+
+
+def test_num_experts_truncates_adapter_and_neck():
+    cfg = _model_cfg(VITB)
+    out = bm.apply_sweep(cfg, 'num_experts', 2)
+    assert tuple(out['backbone']['adapter']['experts']) == ('spatial',
+                                                            'context')
+    assert len(out['neck']['experts']) == 2
+    with pytest.raises(ValueError, match='num_experts'):
+        bm.apply_sweep(cfg, 'num_experts', 0)
+
+
+def test_num_experts_builds_model_with_that_many_experts():
+    cfg = bm.apply_sweep(_model_cfg(TINY), 'num_experts', 2)
+    model = bm.build_subject(cfg, 'sera')
+    routers = dict(model.routers())
+    assert routers
+    for name, router in routers.items():
+        assert len(router.expert_names) == 2, name
+    bare = bm.build_subject(cfg, 'bare')
+    assert len(bare.backbone.adapters) == 0
+
+
+def test_input_size_and_parse_sweep():
+    cfg = bm.apply_sweep(_model_cfg(VITB), 'input_size', 320)
+    assert tuple(cfg['data_preprocessor']['size']) == (320, 320)
+    with pytest.raises(ValueError, match='patch size'):
+        bm.apply_sweep(_model_cfg(VITB), 'input_size', 100)
+    assert bm.parse_sweep('batch=1,2, 4') == ('batch', [1, 2, 4])
+    with pytest.raises(ValueError, match='--sweep key'):
+        bm.parse_sweep('depth=1,2')
+    with pytest.raises(ValueError, match='integers'):
+        bm.parse_sweep('batch=1,x')
+
+
+def test_peak_memory_sees_an_allocation():
+    import torch
+    with bm.PeakMemory('cpu') as mem:
+        x = torch.ones(16 * 1024 * 1024 // 4)  # 16 MB
+        x.add_(1)
+    del x
+    assert mem.peak >= 8 * 1024 * 1024
+
+
+# ------------------------------------------------------------ end to end
+def test_benchmark_tool_tiny(tmp_path):
+    tool = _load_tool()
+    out = tmp_path / 'bench'
+    result = tool.main([
+        TINY, '--runs', '2', '--warmup', '1', '--throughput-batch', '2',
+        '--batch-size', '2', '--threads', '2', '--sweep',
+        'input_size=64,96', '--sweep', 'num_experts=1,4', '--isolation',
+        'none', '--out-dir',
+        str(out)
+    ])
+    for name in ('benchmark.md', 'benchmark.csv', 'benchmark.png'):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    assert result['paths']['csv'] == str(out / 'benchmark.csv')
+
+    with open(out / 'benchmark.csv') as f:
+        rows = list(csv.DictReader(f))
+    main = {r['metric']: r for r in rows if r['section'] == 'main'}
+    expected = {
+        'latency, batch 1', 'throughput, batch 2', 'train step, batch 2',
+        'peak memory increase, inference batch 1',
+        'peak memory increase, train step batch 2', 'FLOPs, forward batch 1',
+        'parameters, total', 'parameters, trainable'
+    }
+    assert expected <= set(main)
+    positive = ('latency, batch 1', 'throughput, batch 2',
+                'train step, batch 2', 'FLOPs, forward batch 1',
+                'parameters, total', 'parameters, trainable')
+    for metric in positive:
+        r = main[metric]
+        sera, bare, ratio = (float(r[k]) for k in ('sera', 'bare', 'ratio'))
+        assert sera > 0 and bare > 0, metric
+        assert math.isclose(ratio, sera / bare, rel_tol=1e-3), metric
+    # SERA adds the adapters, the neck and the head to the encoders
+    assert float(main['parameters, total']['ratio']) > 1
+    assert float(main['FLOPs, forward batch 1']['ratio']) > 1
+    for metric, r in main.items():
+        if metric.startswith('peak memory'):
+            assert float(r['sera']) >= 0 and float(r['bare']) >= 0
+
+    for key, values in (('input_size', {'64', '96'}),
+                        ('num_experts', {'1', '4'})):
+        srows = [r for r in rows if r['section'] == f'sweep:{key}']
+        assert {r['setting'] for r in srows} == values
+        for v in values:
+            metrics = {r['metric']: float(r['sera'])
+                       for r in srows if r['setting'] == v}
+            assert metrics['latency'] > 0 and metrics['train step'] > 0
+            assert metrics['peak memory increase, inference'] >= 0
+    md = (out / 'benchmark.md').read_text()
+    assert '## Sweep: input_size' in md and '## Sweep: num_experts' in md
+    assert '| metric | SERA | bare encoders | ratio |' in md
+
+
+def test_measure_isolated_runs_in_child_process():
+    cfg = _model_cfg(TINY)
+    res = bm.measure_isolated(
+        dict(cfg_model=cfg, subject='bare', device='cpu', threads=1,
+             size=64, latency_batch=1, throughput_batch=0, train_batch=0,
+             runs=1, warmup=0, flops=False, params=True))
+    assert res['latency_s'] > 0
+    assert res['max_rss'] >= res['ready_rss'] > 0
+    assert res['params_trainable'] < res['params_total']

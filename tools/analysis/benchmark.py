@@ -1,0 +1,368 @@
+"""Benchmark a SERA config against its bare frozen encoders.
+
+    python tools/analysis/benchmark.py CONFIG [--batch-size 2]
+        [--throughput-batch 8] [--input-size N] [--runs 5] [--warmup 2]
+        [--threads 2] [--amp] [--channels-last]
+        [--sweep input_size=320,416,512] [--sweep num_experts=1,2,4]
+        [--sweep adapter_layers=0,2,6] [--sweep batch=1,2,4]
+        [--out-dir DIR] [--skip-train] [--isolation process|none]
+        [--cfg-options key=value ...]
+
+The model is built with random weights of the configured geometry. The same
+synthetic inputs (uint8 letterboxed images, varied expressions) go through
+the whole segmentor ('SERA') and through the text encoder + backbone with
+adapters removed ('bare encoders'). Figures: latency at batch 1, throughput
+at ``--throughput-batch``, one training step (loss, backward, AdamW) at
+``--batch-size``, peak memory increase of each, FLOPs at batch 1 and
+parameter counts, each with its SERA / bare ratio. Each ``--sweep`` varies
+one factor and records SERA's latency, training step and memory per value.
+
+Writes ``benchmark.md``, ``benchmark.csv`` and ``benchmark.png`` to
+``--out-dir`` (default ``work_dirs/benchmark/<config name>``).
+"""
+import argparse
+import csv
+import logging
+import os
+import os.path as osp
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+MB = 1024.0**2
+
+# (key in the measured dict, metric label, unit, scale)
+MAIN_METRICS = (
+    ('latency_s', 'latency, batch 1', 'ms', 1e3),
+    ('throughput_ips', 'throughput, batch {tb}', 'img/s', 1.0),
+    ('train_s', 'train step, batch {bs}', 'ms', 1e3),
+    ('latency_mem', 'peak memory increase, inference batch 1', 'MB',
+     1 / MB),
+    ('throughput_mem', 'peak memory increase, inference batch {tb}', 'MB',
+     1 / MB),
+    ('train_mem', 'peak memory increase, train step batch {bs}', 'MB',
+     1 / MB),
+    ('ready_rss', 'process memory with the model built', 'MB', 1 / MB),
+    ('max_rss', 'process peak memory (ru_maxrss)', 'MB', 1 / MB),
+    ('flops', 'FLOPs, forward batch 1', 'GFLOPs', 1e-9),
+    ('params_total', 'parameters, total', 'M', 1e-6),
+    ('params_trainable', 'parameters, trainable', 'M', 1e-6),
+    ('backbone_fraction', 'trainable share of the encoders', '%', 100.0),
+)
+SWEEP_METRICS = (
+    ('latency_s', 'latency', 'ms', 1e3),
+    ('latency_mem', 'peak memory increase, inference', 'MB', 1 / MB),
+    ('train_s', 'train step', 'ms', 1e3),
+    ('train_mem', 'peak memory increase, train step', 'MB', 1 / MB),
+    ('max_rss', 'process peak memory', 'MB', 1 / MB),
+)
+CSV_FIELDS = ('section', 'setting', 'metric', 'unit', 'sera', 'bare',
+              'ratio')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--batch-size', type=int, default=2,
+                        help='batch of the training step')
+    parser.add_argument('--throughput-batch', type=int, default=8,
+                        help='batch of the throughput measurement (0 skips)')
+    parser.add_argument('--input-size', type=int, default=None,
+                        help='square input size (default: the config\'s '
+                        'data_preprocessor size)')
+    parser.add_argument('--runs', type=int, default=5,
+                        help='timed runs (the median is reported)')
+    parser.add_argument('--warmup', type=int, default=2,
+                        help='untimed runs before timing')
+    parser.add_argument('--threads', type=int, default=2,
+                        help='torch.set_num_threads')
+    parser.add_argument('--amp', action='store_true',
+                        help='autocast (bfloat16 on CPU, float16 on CUDA)')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='model and inputs in channels_last')
+    parser.add_argument('--sweep', action='append', default=[],
+                        metavar='KEY=V1,V2',
+                        help='vary one factor: input_size, batch, '
+                        'num_experts, adapter_layers (repeatable)')
+    parser.add_argument('--out-dir', help='output folder')
+    parser.add_argument('--skip-train', action='store_true',
+                        help='skip the training step measurements')
+    parser.add_argument('--no-flops', action='store_true',
+                        help='skip the FLOP count')
+    parser.add_argument('--device', default=None,
+                        help='cpu or cuda (default: cuda if available)')
+    parser.add_argument('--isolation', choices=('process', 'none'),
+                        default='process',
+                        help="'process': each subject in a fresh spawned "
+                        "process (clean memory baseline); 'none': all in "
+                        'this process (faster)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, key=value')
+    args = parser.parse_args(argv)
+    for name in ('batch_size', 'runs', 'threads'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be >= 1')
+    if args.warmup < 0 or args.throughput_batch < 0:
+        parser.error('--warmup and --throughput-batch must be >= 0')
+    return args
+
+
+def _value(res: Dict[str, Any], key: str, scale: float) -> Optional[float]:
+    v = res.get(key)
+    return None if v is None else float(v) * scale
+
+
+def _fmt(v: Optional[float]) -> str:
+    if v is None:
+        return 'n/a'
+    if v == 0 or abs(v) >= 100:
+        return f'{v:.1f}'
+    if abs(v) >= 1:
+        return f'{v:.2f}'
+    return f'{v:.4g}'
+
+
+def main_rows(sera: Dict[str, Any], bare: Dict[str, Any], batch_size: int,
+              throughput_batch: int) -> List[Dict[str, Any]]:
+    """Rows (metric, unit, sera, bare, ratio) of the main comparison."""
+    from sera_mm.utils.benchmark import ratio
+    rows = []
+    for key, label, unit, scale in MAIN_METRICS:
+        a, b = _value(sera, key, scale), _value(bare, key, scale)
+        if a is None and b is None:
+            continue
+        rows.append(
+            dict(section='main', setting='',
+                 metric=label.format(bs=batch_size, tb=throughput_batch),
+                 unit=unit, sera=a, bare=b, ratio=ratio(a, b)))
+    return rows
+
+
+def sweep_rows(key: str, results: Sequence[Tuple[int, Dict[str, Any]]]
+               ) -> List[Dict[str, Any]]:
+    """Rows of one sweep: one per (value, metric) measured for SERA."""
+    rows = []
+    for value, res in results:
+        for k, label, unit, scale in SWEEP_METRICS:
+            v = _value(res, k, scale)
+            if v is None:
+                continue
+            rows.append(dict(section=f'sweep:{key}', setting=str(value),
+                             metric=label, unit=unit, sera=v, bare=None,
+                             ratio=None))
+    return rows
+
+
+def write_csv(path: str, rows: Sequence[Dict[str, Any]]) -> None:
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({
+                k: ('' if r[k] is None and k in ('bare', 'ratio') and
+                    r['section'] != 'main' else
+                    ('n/a' if r[k] is None else
+                     (f'{r[k]:.6g}' if isinstance(r[k], float) else r[k])))
+                for k in CSV_FIELDS
+            })
+
+
+def write_markdown(path: str, title: str, setup: str,
+                   rows: Sequence[Dict[str, Any]], notes: Sequence[str],
+                   sweeps: Sequence[str]) -> str:
+    lines = [f'# Benchmark: {title}', '', setup, '',
+             '| metric | SERA | bare encoders | ratio |',
+             '| --- | ---: | ---: | ---: |']
+    for r in rows:
+        if r['section'] != 'main':
+            continue
+        ratio = 'n/a' if r['ratio'] is None else f'{r["ratio"]:.2f}x'
+        lines.append(f'| {r["metric"]} ({r["unit"]}) | {_fmt(r["sera"])} | '
+                     f'{_fmt(r["bare"])} | {ratio} |')
+    lines += [''] + [f'- {n}' for n in notes if n]
+    for key in sweeps:
+        srows = [r for r in rows if r['section'] == f'sweep:{key}']
+        metrics = list(dict.fromkeys((r['metric'], r['unit'])
+                                     for r in srows))
+        values = list(dict.fromkeys(r['setting'] for r in srows))
+        lines += ['', f'## Sweep: {key}', '',
+                  '| ' + key + ' | ' +
+                  ' | '.join(f'{m} ({u})' for m, u in metrics) + ' |',
+                  '| ---' + ' | ---:' * len(metrics) + ' |']
+        for v in values:
+            cells = []
+            for m, u in metrics:
+                hit = [r['sera'] for r in srows
+                       if r['setting'] == v and r['metric'] == m]
+                cells.append(_fmt(hit[0]) if hit else 'n/a')
+            lines.append(f'| {v} | ' + ' | '.join(cells) + ' |')
+    text = '\n'.join(lines) + '\n'
+    with open(path, 'w') as f:
+        f.write(text)
+    return text
+
+
+def write_plot(path: str, rows: Sequence[Dict[str, Any]],
+               sweeps: Sequence[str]) -> None:
+    """One subplot per sweep (latency and memory vs value); without sweeps a
+    bar chart of the SERA / bare ratios."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    if sweeps:
+        fig, axes = plt.subplots(1, len(sweeps),
+                                 figsize=(5 * len(sweeps), 4), squeeze=False)
+        for ax, key in zip(axes[0], sweeps):
+            srows = [r for r in rows if r['section'] == f'sweep:{key}']
+            values = list(dict.fromkeys(r['setting'] for r in srows))
+            xs = [float(v) for v in values]
+
+            def series(metric):
+                return [next((r['sera'] for r in srows if r['setting'] == v
+                              and r['metric'] == metric), float('nan'))
+                        for v in values]
+
+            ax.plot(xs, series('latency'), 'o-', color='C0',
+                    label='latency (ms)')
+            if any(r['metric'] == 'train step' for r in srows):
+                ax.plot(xs, series('train step'), 's-', color='C2',
+                        label='train step (ms)')
+            ax.set_xlabel(key)
+            ax.set_ylabel('ms')
+            ax2 = ax.twinx()
+            mem_metric = ('peak memory increase, train step' if any(
+                r['metric'] == 'peak memory increase, train step'
+                for r in srows) else 'peak memory increase, inference')
+            ax2.plot(xs, series(mem_metric), 'd--', color='C3',
+                     label=mem_metric.replace('peak memory increase, ',
+                                              'memory, ') + ' (MB)')
+            ax2.set_ylabel('MB')
+            h1, l1 = ax.get_legend_handles_labels()
+            h2, l2 = ax2.get_legend_handles_labels()
+            ax.legend(h1 + h2, l1 + l2, fontsize=7, loc='upper left')
+            ax.set_title(f'sweep: {key}')
+    else:
+        main = [r for r in rows if r['section'] == 'main' and r['ratio']]
+        fig, ax = plt.subplots(figsize=(7, 0.4 * len(main) + 1.5))
+        ax.barh([r['metric'] for r in main], [r['ratio'] for r in main])
+        ax.axvline(1.0, color='k', lw=0.8)
+        ax.set_xlabel('SERA / bare encoders')
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _config_size(cfg_model: Dict[str, Any]) -> Optional[int]:
+    size = (cfg_model.get('data_preprocessor') or {}).get('size')
+    return int(size[0]) if size else None
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    import sera_mm  # noqa: F401 (mmcv.ops fallback before mmseg)
+    import torch
+    from mmengine.config import Config
+    from tqdm import tqdm
+
+    from sera_mm.utils import benchmark as bm
+    logger = logging.getLogger('sera_mm.benchmark')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg_model = cfg.model.to_dict()
+    name = osp.splitext(osp.basename(args.config))[0]
+    out_dir = args.out_dir or osp.join('work_dirs', 'benchmark', name)
+    os.makedirs(out_dir, exist_ok=True)
+    sweeps = [bm.parse_sweep(s) for s in args.sweep]
+    size = args.input_size or _config_size(cfg_model)
+    if size is None:
+        raise ValueError('--input-size is required: the config\'s '
+                         'data_preprocessor has no size')
+    cfg_model = bm.set_input_size(cfg_model, size)
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    measure = bm.measure_isolated if args.isolation == 'process' \
+        else bm.measure
+    if args.isolation == 'none':
+        torch.set_num_threads(args.threads)
+    base = dict(device=device, threads=args.threads, amp=args.amp,
+                channels_last=args.channels_last, size=size,
+                runs=args.runs, warmup=args.warmup)
+
+    jobs = []  # (tag, spec)
+    for subject in bm.SUBJECTS:
+        jobs.append(((subject, ), dict(
+            base, cfg_model=cfg_model, subject=subject, latency_batch=1,
+            throughput_batch=args.throughput_batch,
+            train_batch=0 if args.skip_train else args.batch_size,
+            flops=not args.no_flops, params=True)))
+    for key, values in sweeps:
+        for v in values:
+            spec = dict(base, cfg_model=bm.apply_sweep(cfg_model, key, v),
+                        subject='sera', latency_batch=1, throughput_batch=0,
+                        train_batch=0 if args.skip_train else
+                        args.batch_size, flops=False, params=False)
+            if key == 'input_size':
+                spec['size'] = v
+            if key == 'batch':
+                spec['latency_batch'] = v
+                spec['train_batch'] = 0 if args.skip_train else v
+            jobs.append(((key, v), spec))
+
+    results: Dict[Tuple, Dict[str, Any]] = {}
+    with tqdm(jobs, desc='benchmark', unit='job') as bar:
+        for tag, spec in bar:
+            bar.set_postfix_str(' '.join(str(t) for t in tag))
+            results[tag] = measure(spec)
+            logger.info('%s: %s', tag, {
+                k: v for k, v in results[tag].items() if k != 'latency_runs'
+            })
+
+    sera, bare = results[('sera', )], results[('bare', )]
+    if args.isolation == 'none':  # process-wide figures mean nothing here
+        for r in (sera, bare):
+            r.pop('max_rss', None)
+            r.pop('ready_rss', None)
+    rows = main_rows(sera, bare, args.batch_size, args.throughput_batch)
+    for key, values in sweeps:
+        sres = [(v, results[(key, v)]) for v in values]
+        if args.isolation == 'none':
+            for _, r in sres:
+                r.pop('max_rss', None)
+        rows += sweep_rows(key, sres)
+
+    notes = [
+        'bare encoders = text encoder + backbone with adapter=None on the '
+        'same inputs; their training step backpropagates the mean square '
+        'of the backbone grids into the same trainable parameters '
+        '(PET rule of the config).',
+        'memory: peak increase over the memory held before the '
+        'measurement (' + ('CUDA max_memory_allocated' if device == 'cuda'
+                           else 'RSS sampled every 1 ms') + ').',
+    ]
+    for subject, r in (('SERA', sera), ('bare encoders', bare)):
+        if r.get('flops_note'):
+            notes.append(f'FLOPs {subject}: {r["flops_note"]}')
+        if r.get('train_note'):
+            notes.append(f'train step {subject}: {r["train_note"]}')
+    setup = (f'device {device}, threads {args.threads}, input {size}x{size}'
+             f', runs {args.runs} (median) after {args.warmup} warm-up, '
+             f'amp {args.amp}, channels_last {args.channels_last}, '
+             f'isolation {args.isolation}, torch {torch.__version__}, '
+             f'random weights of the configured geometry.')
+    sweep_keys = [k for k, _ in sweeps]
+    paths = dict(md=osp.join(out_dir, 'benchmark.md'),
+                 csv=osp.join(out_dir, 'benchmark.csv'),
+                 png=osp.join(out_dir, 'benchmark.png'))
+    write_csv(paths['csv'], rows)
+    text = write_markdown(paths['md'], name, setup, rows, notes, sweep_keys)
+    write_plot(paths['png'], rows, sweep_keys)
+    print(text)
+    print('written to ' + ', '.join(paths.values()))
+    return dict(rows=rows, results=results, paths=paths)
+
+
+def main(argv=None) -> Dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    return run(parse_args(argv))
+
+
+if __name__ == '__main__':
+    main()
