@@ -69,7 +69,7 @@ class SERAHead(BaseDecodeHead):
         x = 1x1 conv(fused)                      # (B, channels, h, w)
         w = LN(Linear(text.words))               # (B, L, channels)
         x = VLTransformerDecoder(x, w, pad_mask) # (B, channels, h, w)
-        x = num_upsample x [Upsample x2, conv3x3-norm-ReLU]
+        x = num_upsample x [Upsample x2, conv3x3-norm-ReLU to P channels]
                                                  # (B, P, h*2^n, w*2^n)
         x = 1x1 conv(x)                          # (B, P, H', W')
         kernel, bias = Linear(sentence)          # per-sample (P, k, k), (1,)
@@ -188,10 +188,13 @@ class SERAHead(BaseDecodeHead):
             norm_first=norm_first)
         ups = []
         c = channels
-        for i in range(num_upsample):
-            out_c = proj_channels if i == num_upsample - 1 else channels
-            ups.append(_UpBlock(c, out_c, norm_cfg, self.align_corners))
-            c = out_c
+        # Every upsampling block outputs the projector width P: the blocks
+        # at 2x and 4x the grid dominate the head's cost, so they run at
+        # P (= channels / 2 by default) channels, not ``channels``.
+        for _ in range(num_upsample):
+            ups.append(
+                _UpBlock(c, proj_channels, norm_cfg, self.align_corners))
+            c = proj_channels
         self.upsample = nn.Sequential(*ups)
         self.proj_conv = nn.Conv2d(c, proj_channels, 1)
         self.kernel_gen = nn.Linear(
