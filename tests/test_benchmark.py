@@ -4,6 +4,8 @@ import csv
 import importlib.util
 import math
 import os.path as osp
+import statistics
+import time
 
 import pytest
 
@@ -118,6 +120,13 @@ def test_benchmark_tool_tiny(tmp_path):
         'parameters, total', 'parameters, trainable'
     }
     assert expected <= set(main)
+    # interleaved timing: both medians positive, ratio = median of pairs
+    paired = main['latency, batch 1, interleaved runs']
+    assert float(paired['sera']) > 0 and float(paired['bare']) > 0
+    assert float(paired['ratio']) > 0
+    assert math.isclose(result['results'][('paired', )]['ratio'],
+                        float(paired['ratio']), rel_tol=1e-4)
+    assert len(result['results'][('paired', )]['ratios']) == 2
     positive = ('latency, batch 1', 'throughput, batch 2',
                 'train step, batch 2', 'FLOPs, forward batch 1',
                 'parameters, total', 'parameters, trainable')
@@ -145,6 +154,36 @@ def test_benchmark_tool_tiny(tmp_path):
     md = (out / 'benchmark.md').read_text()
     assert '## Sweep: input_size' in md and '## Sweep: num_experts' in md
     assert '| metric | SERA | bare encoders | ratio |' in md
+
+
+def test_measure_paired_alternates_and_takes_median_ratio(monkeypatch):
+    from sera_mm.utils import benchmark as bm
+    calls = []
+    cost = dict(sera=0.003, bare=0.001)
+
+    class FakeRunner:
+
+        def __init__(self, model, *args):
+            self.subject = model
+
+        def infer(self, batch, size):
+            def step():
+                calls.append(self.subject)
+                time.sleep(cost[self.subject])
+            return step
+
+    monkeypatch.setattr(bm, 'build_subject', lambda cfg, s, d: s)
+    monkeypatch.setattr(bm, 'Runner', FakeRunner)
+    res = bm.measure_paired(
+        dict(cfg_model={}, size=32, runs=4, warmup=1, latency_batch=1))
+    # one warm-up pair, then pairs whose first subject alternates
+    assert calls == ['sera', 'bare', 'sera', 'bare', 'bare', 'sera',
+                     'sera', 'bare', 'bare', 'sera']
+    assert len(res['ratios']) == 4
+    assert res['ratio'] == statistics.median(res['ratios'])
+    assert res['sera_s'] > res['bare_s'] and res['ratio'] > 1.5
+    with pytest.raises(ValueError, match='runs must be >= 1'):
+        bm.measure_paired(dict(cfg_model={}, size=32, runs=0, warmup=0))
 
 
 def test_measure_isolated_runs_in_child_process():

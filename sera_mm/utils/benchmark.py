@@ -611,14 +611,64 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def measure_isolated(spec: Dict[str, Any]) -> Dict[str, Any]:
-    """:func:`measure` in a fresh spawned process (clean memory
-    baseline, ``max_rss`` then belongs to this subject alone)."""
+def measure_paired(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """Inference latency of both subjects, timed in alternation.
+
+    Builds ``'sera'`` and ``'bare'`` in one process and times them in
+    pairs (which subject runs first alternates between pairs), so that
+    slow drifts of the machine's speed (other tenants, frequency scaling)
+    hit both alike. ``spec`` keys as :func:`measure` (``latency_batch``,
+    ``runs``, ``warmup``, ...).
+
+    Returns:
+        dict with ``sera_s`` and ``bare_s`` (median seconds),
+        ``ratio`` (median of the per-pair ratios sera / bare) and
+        ``ratios`` (every pair's ratio).
+    """
+    if spec.get('threads'):
+        torch.set_num_threads(int(spec['threads']))
+    torch.manual_seed(0)
+    device = spec.get('device', 'cpu')
+    amp, cl = bool(spec.get('amp')), bool(spec.get('channels_last'))
+    steps = {}
+    for subject in SUBJECTS:
+        model = build_subject(spec['cfg_model'], subject, device)
+        steps[subject] = Runner(model, device, amp, cl).infer(
+            int(spec.get('latency_batch', 1)), spec['size'])
+    runs, warmup = int(spec['runs']), int(spec['warmup'])
+    if runs < 1 or warmup < 0:
+        raise ValueError(f'runs must be >= 1 and warmup >= 0, got '
+                         f'runs={runs}, warmup={warmup}')
+    for _ in range(warmup):
+        for subject in SUBJECTS:
+            steps[subject]()
+    times: Dict[str, List[float]] = {s: [] for s in SUBJECTS}
+    for i in range(runs):
+        order = SUBJECTS if i % 2 == 0 else SUBJECTS[::-1]
+        for subject in order:
+            t0 = time.perf_counter()
+            steps[subject]()
+            times[subject].append(time.perf_counter() - t0)
+    ratios = [a / b for a, b in zip(times['sera'], times['bare'])]
+    return dict(sera_s=statistics.median(times['sera']),
+                bare_s=statistics.median(times['bare']),
+                ratio=statistics.median(ratios), ratios=ratios)
+
+
+def run_isolated(fn: Callable[[Dict[str, Any]], Dict[str, Any]],
+                 spec: Dict[str, Any]) -> Dict[str, Any]:
+    """``fn(spec)`` in a fresh spawned process."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(
             max_workers=1, mp_context=mp.get_context('spawn')) as pool:
-        return pool.submit(measure, spec).result()
+        return pool.submit(fn, spec).result()
+
+
+def measure_isolated(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """:func:`measure` in a fresh spawned process (clean memory
+    baseline, ``max_rss`` then belongs to this subject alone)."""
+    return run_isolated(measure, spec)
 
 
 def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:

@@ -5,7 +5,8 @@
         [--threads 2] [--amp] [--channels-last]
         [--sweep input_size=320,416,512] [--sweep num_experts=1,2,4]
         [--sweep adapter_layers=0,2,6] [--sweep batch=1,2,4]
-        [--out-dir DIR] [--skip-train] [--isolation process|none]
+        [--out-dir DIR] [--skip-train] [--no-flops] [--no-paired]
+        [--isolation process|none]
         [--cfg-options key=value ...]
 
 The model is built with random weights of the configured geometry. The same
@@ -14,7 +15,9 @@ the whole segmentor ('SERA') and through the text encoder + backbone with
 adapters removed ('bare encoders'). Figures: latency at batch 1, throughput
 at ``--throughput-batch``, one training step (loss, backward, AdamW) at
 ``--batch-size``, peak memory increase of each, FLOPs at batch 1 and
-parameter counts, each with its SERA / bare ratio. Each ``--sweep`` varies
+parameter counts, each with its SERA / bare ratio. The latency of both is
+also timed in alternation in one process (``interleaved runs``), whose
+ratio does not drift with the machine's speed. Each ``--sweep`` varies
 one factor and records SERA's latency, training step and memory per value.
 
 Writes ``benchmark.md``, ``benchmark.csv`` and ``benchmark.png`` to
@@ -86,6 +89,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out-dir', help='output folder')
     parser.add_argument('--skip-train', action='store_true',
                         help='skip the training step measurements')
+    parser.add_argument('--no-paired', action='store_true',
+                        help='skip the interleaved latency comparison')
     parser.add_argument('--no-flops', action='store_true',
                         help='skip the FLOP count')
     parser.add_argument('--device', default=None,
@@ -306,11 +311,20 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 spec['train_batch'] = 0 if args.skip_train else v
             jobs.append(((key, v), spec))
 
+    if not args.no_paired:
+        jobs.append((('paired', ), dict(
+            base, cfg_model=cfg_model, latency_batch=1)))
+
     results: Dict[Tuple, Dict[str, Any]] = {}
     with tqdm(jobs, desc='benchmark', unit='job') as bar:
         for tag, spec in bar:
             bar.set_postfix_str(' '.join(str(t) for t in tag))
-            results[tag] = measure(spec)
+            if tag == ('paired', ):
+                results[tag] = bm.run_isolated(bm.measure_paired, spec) \
+                    if args.isolation == 'process' else \
+                    bm.measure_paired(spec)
+            else:
+                results[tag] = measure(spec)
             logger.info('%s: %s', tag, {
                 k: v for k, v in results[tag].items() if k != 'latency_runs'
             })
@@ -321,6 +335,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             r.pop('max_rss', None)
             r.pop('ready_rss', None)
     rows = main_rows(sera, bare, args.batch_size, args.throughput_batch)
+    paired = results.get(('paired', ))
+    if paired:
+        rows.insert(1, dict(
+            section='main', setting='',
+            metric='latency, batch 1, interleaved runs', unit='ms',
+            sera=paired['sera_s'] * 1e3, bare=paired['bare_s'] * 1e3,
+            ratio=paired['ratio']))
     for key, values in sweeps:
         sres = [(v, results[(key, v)]) for v in values]
         if args.isolation == 'none':
@@ -333,6 +354,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         'same inputs; their training step backpropagates the mean square '
         'of the backbone grids into the same trainable parameters '
         '(PET rule of the config).',
+        'latency, interleaved runs: both subjects built in one process '
+        'and timed in alternation; the ratio is the median of the '
+        'per-pair ratios, robust to drifts of the machine\'s speed.',
         'memory: peak increase over the memory held before the '
         'measurement (' + ('CUDA max_memory_allocated' if device == 'cuda'
                            else 'RSS sampled every 1 ms') + ').',
