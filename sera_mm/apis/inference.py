@@ -1,6 +1,7 @@
 """High-level inference: build a model from a config and a checkpoint (full
 or PET), segment the regions that expressions refer to in an image."""
 import copy
+import logging
 import random
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose
+from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.runner import set_random_seed
 from mmseg.structures import SegDataSample
@@ -24,6 +26,20 @@ from .image_io import ImageInput, load_image_bgr
 #: Transforms dropped from the test pipeline at inference: image loading
 #: (the image is given) and annotation loading (there is none).
 _DROPPED_TRANSFORMS = ('LoadImage', 'Annotation', 'LoadRefer')
+
+
+@contextmanager
+def _quiet_logger(level: int = logging.WARNING) -> Iterator[None]:
+    """Raise mmengine's current logger to ``level`` for the duration
+    (``init_weights`` outside a Runner logs every parameter to the
+    console)."""
+    logger = MMLogger.get_current_instance()
+    old = logger.level
+    logger.setLevel(max(level, old))
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
 
 
 @contextmanager
@@ -92,7 +108,8 @@ def init_model(config: Union[str, Path, Config],
     with _seeded(seed):
         model = MODELS.build(config.model)
         if pet and hasattr(model, 'init_weights'):
-            model.init_weights()
+            with _quiet_logger():
+                model.init_weights()
     if ckpt is not None:
         load_checkpoint_any(model, ckpt, check_base=check_base)
         dataset_meta = ckpt['meta'].get('dataset_meta')
