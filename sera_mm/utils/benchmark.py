@@ -36,6 +36,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .param_report import parameter_report
+
 ADAPTER_EXPERTS = ('spatial', 'context', 'boundary', 'semantic')
 FUSION_EXPERTS = ('identity', 'conv3x3', 'dilated3x3', 'coord', 'multiscale')
 SWEEP_KEYS = ('input_size', 'batch', 'num_experts', 'adapter_layers')
@@ -457,13 +459,18 @@ def peak_of(fn: Callable[[], Any], device_type: str = 'cpu') -> int:
     return mem.peak
 
 
+def check_runs(runs: int, warmup: int) -> None:
+    """Raise ValueError unless ``runs >= 1`` and ``warmup >= 0``."""
+    if runs < 1 or warmup < 0:
+        raise ValueError(f'runs must be >= 1 and warmup >= 0, got '
+                         f'runs={runs}, warmup={warmup}')
+
+
 def time_runs(fn: Callable[[], Any], runs: int,
               warmup: int) -> Tuple[float, List[float]]:
     """Run ``fn`` ``warmup`` times, then time ``runs`` calls; returns
     (median seconds, all timings)."""
-    if runs < 1 or warmup < 0:
-        raise ValueError(f'runs must be >= 1 and warmup >= 0, got '
-                         f'runs={runs}, warmup={warmup}')
+    check_runs(runs, warmup)
     for _ in range(warmup):
         fn()
     times = []
@@ -525,35 +532,12 @@ def count_flops(runner: Runner, size: int) -> Tuple[Optional[float], str]:
 
 
 # --------------------------------------------------------------- one job
-def parameter_counts(model: nn.Module) -> Dict[str, Any]:
-    """``parameter_report`` of ``tools/analysis/param_report.py`` when the
-    source tree is at hand, else total / trainable counts with the trainable
-    share of the encoders (``text_encoder`` + ``backbone`` minus
-    ``backbone.adapters``)."""
-    import importlib.util
-    path = os.path.join(
-        os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__)))), 'tools', 'analysis',
-        'param_report.py')
-    if os.path.isfile(path):
-        spec = importlib.util.spec_from_file_location('_param_report', path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.parameter_report(model)
-    params = list(model.parameters())
-    adapters = getattr(getattr(model, 'backbone', None), 'adapters', None)
-    skip = {id(p) for p in adapters.parameters()} if adapters else set()
-    enc = [
-        p for name in ('text_encoder', 'backbone')
-        if isinstance(getattr(model, name, None), nn.Module)
-        for p in getattr(model, name).parameters() if id(p) not in skip
-    ]
-    enc_total = sum(p.numel() for p in enc)
-    enc_train = sum(p.numel() for p in enc if p.requires_grad)
-    return dict(
-        total=sum(p.numel() for p in params),
-        trainable=sum(p.numel() for p in params if p.requires_grad),
-        backbone_fraction=enc_train / enc_total if enc_total else 0.0)
+def _setup_process(spec: Dict[str, Any]) -> str:
+    """Apply ``spec['threads']``, seed torch; return the device."""
+    if spec.get('threads'):
+        torch.set_num_threads(int(spec['threads']))
+    torch.manual_seed(0)
+    return spec.get('device', 'cpu')
 
 
 def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
@@ -569,10 +553,7 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     ``flops_note``, ``params_total``, ``params_trainable``,
     ``backbone_fraction`` (missing when not measured).
     """
-    if spec.get('threads'):
-        torch.set_num_threads(int(spec['threads']))
-    torch.manual_seed(0)
-    device = spec.get('device', 'cpu')
+    device = _setup_process(spec)
     dtype = torch.device(device).type
     model = build_subject(spec['cfg_model'], spec['subject'], device)
     runner = Runner(model, device, bool(spec.get('amp')),
@@ -582,7 +563,7 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     gc.collect()
     out['ready_rss'] = current_rss_bytes()
     if spec.get('params', True):
-        rep = parameter_counts(model)
+        rep = parameter_report(model)
         out['params_total'] = rep['total']
         out['params_trainable'] = rep['trainable']
         out['backbone_fraction'] = rep['backbone_fraction']
@@ -625,20 +606,15 @@ def measure_paired(spec: Dict[str, Any]) -> Dict[str, Any]:
         ``ratio`` (median of the per-pair ratios sera / bare) and
         ``ratios`` (every pair's ratio).
     """
-    if spec.get('threads'):
-        torch.set_num_threads(int(spec['threads']))
-    torch.manual_seed(0)
-    device = spec.get('device', 'cpu')
+    runs, warmup = int(spec['runs']), int(spec['warmup'])
+    check_runs(runs, warmup)
+    device = _setup_process(spec)
     amp, cl = bool(spec.get('amp')), bool(spec.get('channels_last'))
     steps = {}
     for subject in SUBJECTS:
         model = build_subject(spec['cfg_model'], subject, device)
         steps[subject] = Runner(model, device, amp, cl).infer(
             int(spec.get('latency_batch', 1)), spec['size'])
-    runs, warmup = int(spec['runs']), int(spec['warmup'])
-    if runs < 1 or warmup < 0:
-        raise ValueError(f'runs must be >= 1 and warmup >= 0, got '
-                         f'runs={runs}, warmup={warmup}')
     for _ in range(warmup):
         for subject in SUBJECTS:
             steps[subject]()

@@ -283,15 +283,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                          'data_preprocessor has no size')
     cfg_model = bm.set_input_size(cfg_model, size)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    measure = bm.measure_isolated if args.isolation == 'process' \
-        else bm.measure
     if args.isolation == 'none':
         torch.set_num_threads(args.threads)
     base = dict(device=device, threads=args.threads, amp=args.amp,
                 channels_last=args.channels_last, size=size,
                 runs=args.runs, warmup=args.warmup)
 
-    jobs = []  # (tag, spec)
+    jobs = []  # (tag, spec); ('paired', ) runs measure_paired
     for subject in bm.SUBJECTS:
         jobs.append(((subject, ), dict(
             base, cfg_model=cfg_model, subject=subject, latency_batch=1,
@@ -319,12 +317,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     with tqdm(jobs, desc='benchmark', unit='job') as bar:
         for tag, spec in bar:
             bar.set_postfix_str(' '.join(str(t) for t in tag))
-            if tag == ('paired', ):
-                results[tag] = bm.run_isolated(bm.measure_paired, spec) \
-                    if args.isolation == 'process' else \
-                    bm.measure_paired(spec)
-            else:
-                results[tag] = measure(spec)
+            fn = bm.measure_paired if tag == ('paired', ) else bm.measure
+            results[tag] = bm.run_isolated(fn, spec) \
+                if args.isolation == 'process' else fn(spec)
             logger.info('%s: %s', tag, {
                 k: v for k, v in results[tag].items() if k != 'latency_runs'
             })
@@ -354,9 +349,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         'same inputs; their training step backpropagates the mean square '
         'of the backbone grids into the same trainable parameters '
         '(PET rule of the config).',
-        'latency, interleaved runs: both subjects built in one process '
-        'and timed in alternation; the ratio is the median of the '
-        'per-pair ratios, robust to drifts of the machine\'s speed.',
+    ]
+    if paired:
+        notes.append(
+            'latency, interleaved runs: both subjects built in one process '
+            'and timed in alternation; the ratio is the median of the '
+            'per-pair ratios, robust to drifts of the machine\'s speed.')
+    notes += [
         'memory: peak increase over the memory held before the '
         'measurement (' + ('CUDA max_memory_allocated' if device == 'cuda'
                            else 'RSS sampled every 1 ms') + ').',

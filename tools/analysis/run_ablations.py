@@ -205,6 +205,7 @@ def count_parameters(config: str,
     import sera_mm  # noqa: F401  (mmcv.ops fallback before mmseg)
     from mmengine.config import Config
 
+    from sera_mm.models.utils import count_parameters
     from sera_mm.registry import MODELS
     from sera_mm.utils import register_all_modules
     from sera_mm.utils.config_utils import random_init_cfg
@@ -213,10 +214,9 @@ def count_parameters(config: str,
     options = parse_cfg_options(cfg_options)
     if options:
         cfg.merge_from_dict(options)
-    model = MODELS.build(random_init_cfg(cfg.model, force=True))
-    params = list(model.parameters())
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    return int(trainable), int(sum(p.numel() for p in params))
+    counts = count_parameters(
+        MODELS.build(random_init_cfg(cfg.model, force=True)))
+    return counts['trainable'], counts['total']
 
 
 def parse_cfg_options(options: Sequence[str]) -> dict:
