@@ -30,9 +30,13 @@ register_all_modules()
 ABL_DIR = osp.join(ROOT, 'configs', 'sera', 'ablations')
 MAIN_CFG = osp.join(ROOT, 'configs', 'sera', 'sera_mnv2-minilm_synthetic.py')
 ADAPTER_EXPERTS = ('spatial', 'context', 'boundary', 'semantic')
-ROWS = ['full', 'routing_uniform', 'routing_top1', 'no_adapter', 'no_fusion',
-        'tune_adapters_only', 'tune_norm_bias', 'tune_full'] + [
+ROWS = ['full', 'routing_uniform', 'routing_top1', 'routing_top2',
+        'routing_noisy_top2', 'routing_per_location', 'routing_specialise',
+        'paper', 'no_adapter', 'no_fusion', 'tune_adapters_only',
+        'tune_norm_bias', 'tune_full'] + [
             f'no_{e}' for e in ADAPTER_EXPERTS]
+#: Rows that also change these top-level keys (beside the model).
+EXTRA_KEYS = {'routing_specialise': {'optim_wrapper', 'custom_hooks'}}
 _CFGS = {}
 _MODELS = {}
 
@@ -80,7 +84,7 @@ def test_config_keeps_schedule_seed_and_data(row):
     main config."""
     main = _cfg('main').to_dict()
     cfg = _cfg(row).to_dict()
-    ignore = {'model', 'custom_imports'}
+    ignore = {'model', 'custom_imports'} | EXTRA_KEYS.get(row, set())
     assert set(cfg) - ignore == set(main) - ignore
     for key in set(main) - ignore:
         assert cfg[key] == main[key], key
@@ -138,6 +142,57 @@ def test_routing_top1_every_router():
     r = routers[0]
     w = r(torch.randn(3, r.in_channels, 4, 4), torch.randn(3, r.text_channels))
     assert ((w > 0).sum(dim=1) == 1).all()
+
+
+def _routing(row):
+    routers = _routers(_model(row))
+    assert len(routers) == 6
+    return routers
+
+
+def test_routing_top2_and_noisy_top2_every_router():
+    for r in _routing('routing_top2'):
+        assert r.top_k == 2 and r.gate_mode == 'renorm' and r.noise is None
+    for r in _routing('routing_noisy_top2'):
+        assert r.top_k == 2 and r.noise == 'learned'
+        assert hasattr(r, 'noise_proj')
+
+
+def test_routing_top1_runs_one_expert_per_sample():
+    model = _model('routing_top1')
+    adapter = model.backbone.adapters['10']
+    calls = []
+    hooks = [e.register_forward_hook(
+        lambda m, i, o, k=k: calls.append((k, i[0].shape[0])))
+        for k, e in enumerate(adapter.experts)]
+    try:
+        ct = adapter.text_channels
+        tokens = torch.randn(5, 9, adapter.in_channels)
+        text = TextFeatures(words=torch.randn(5, 4, ct),
+                            pad_mask=torch.zeros(5, 4, dtype=torch.bool),
+                            sentence=torch.randn(5, ct))
+        adapter(tokens, (3, 3), 0, text)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert sum(n for _, n in calls) == 5  # each sample ran one expert
+
+
+def test_routing_per_location_every_router():
+    for r in _routing('routing_per_location'):
+        assert r.per_location and r.top_k is None
+
+
+def test_routing_specialise_losses_lr_and_temperature():
+    cfg = _cfg('routing_specialise')
+    assert cfg.model.assign_loss_weight > 0
+    assert cfg.model.balance_loss_weight > _cfg('full').model.get(
+        'balance_loss_weight', 0.01)
+    keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
+    assert keys['router']['lr_mult'] > 1
+    assert 'RouterTemperatureHook' in [h['type'] for h in cfg.custom_hooks]
+    model = _model('routing_specialise')
+    assert model.aux_loss_weights['assign'] > 0
 
 
 def test_no_adapter():
@@ -494,3 +549,109 @@ def test_fill_missing_params(tmp_path):
     assert (info['trainable_params'], info['total_params']) == (3, 4)
     RA.fill_missing_params(runs, (), lambda c, o: calls.append(c) or (3, 4))
     assert calls == [cfgs[0]]  # recorded once
+
+
+# ------------------------------------------------------ paired statistics
+def _per_sample(work_dir, ious, types=None):
+    os.makedirs(osp.join(work_dir, 'per_sample'), exist_ok=True)
+    with open(osp.join(work_dir, 'per_sample', 'val.csv'), 'w') as f:
+        f.write('sent_id,ref_id,expr_type,intersection,union,iou\n')
+        for i, iou in enumerate(ious):
+            t = '' if types is None else types[i]
+            f.write(f'{i},{i},{t},0,0,{iou}\n')
+
+
+def test_t_quantiles_and_interval():
+    assert RA.t_quantile_975(1) == pytest.approx(12.706)
+    assert RA.t_quantile_975(2) == pytest.approx(4.303)
+    assert RA.t_quantile_975(11) == pytest.approx(2.228)  # next lower df
+    assert RA.t_quantile_975(100) == pytest.approx(1.96)
+    mean, lo, hi = RA.t_interval([1.0, 2.0, 3.0])
+    half = 4.303 * 1.0 / 3 ** 0.5
+    assert (mean, lo, hi) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
+    with pytest.raises(ValueError):
+        RA.t_interval([1.0])
+
+
+def test_bootstrap_ci_covers_the_mean_and_is_reproducible():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    diffs = rng.normal(2.0, 5.0, size=400)
+    mean, lo, hi = RA.bootstrap_ci(diffs, resamples=1000, seed=3)
+    assert mean == pytest.approx(diffs.mean())
+    assert lo < mean < hi
+    se = diffs.std(ddof=1) / 20
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert RA.bootstrap_ci(diffs, 1000, seed=3) == (mean, lo, hi)
+    assert RA.bootstrap_ci([1.5] * 10, 200) == pytest.approx((1.5, 1.5, 1.5))
+
+
+def test_paired_comparisons_pair_seeds_and_types(tmp_path):
+    rows = ['full', 'better', 'same', 'single']
+    cfgs = _fake_configs(tmp_path, rows)
+    root = tmp_path / 'work'
+    runs = RA.plan_runs(cfgs, str(root), seeds=[0, 1, 2],
+                        seed_rows=['full', 'better', 'same'])
+    import numpy as np
+    rng = np.random.default_rng(1)
+    n = 300
+    types = ['spatial' if i % 2 else 'attribute' for i in range(n)]
+    for seed in range(3):
+        base = rng.uniform(0.2, 0.8, size=n)
+        noise = rng.normal(0, 0.01, size=n)
+        _finish(root / f'full_seed{seed}', 50.0)
+        _per_sample(str(root / f'full_seed{seed}'), base, types)
+        # 'better': +10 points on spatial only, every seed
+        gain = np.array([0.10 if t == 'spatial' else 0.0 for t in types])
+        _finish(root / f'better_seed{seed}', 55.0)
+        _per_sample(str(root / f'better_seed{seed}'), base + gain + noise,
+                    types)
+        _finish(root / f'same_seed{seed}', 50.0)
+        _per_sample(str(root / f'same_seed{seed}'),
+                    base + rng.normal(0, 0.05, size=n), types)
+    # 'single' runs once, at its config's seed (recorded as 1 here)
+    _finish(root / 'single', 50.0)
+    _per_sample(str(root / 'single'), np.zeros(n), types)
+    info = RA.load_run_info(str(root / 'single'))
+    info['effective_seed'] = 1
+    json.dump(info, open(root / 'single' / 'ablation_run.json', 'w'))
+
+    results = RA.paired_comparisons(runs, ['val'], 'full', resamples=500)
+    by = {(r.row, r.group): r for r in results}
+    b_all, b_sp, b_at = (by['better', 'all'], by['better', 'spatial'],
+                         by['better', 'attribute'])
+    assert len(b_all.per_seed) == 3 and b_all.interval == 't'
+    assert b_all.mean == pytest.approx(5.0, abs=0.3)
+    assert b_sp.mean == pytest.approx(10.0, abs=0.3)
+    assert b_sp.verdict == 'higher' and b_all.verdict == 'higher'
+    assert b_at.verdict == 'n.s.'
+    assert by['same', 'all'].verdict == 'n.s.'
+    single = by['single', 'all']
+    assert [k for k, *_ in single.per_seed] == [1]
+    assert single.interval == 'bootstrap' and single.verdict == 'lower'
+    assert ('full', 'all') not in by
+
+    md, csv_path = RA.write_paired(results, 'full', str(tmp_path / 'out'),
+                                   500)
+    text = open(md).read()
+    assert '| better | 3 |' in text and 'higher' in text
+    assert '(boot)' in text  # the single-seed row is marked
+    assert 'Per expression type (val)' in text
+    rows_csv = list(csv.DictReader(open(csv_path)))
+    assert {r['row'] for r in rows_csv} == {'better', 'same', 'single'}
+
+
+def test_tables_record_the_commit(tmp_path):
+    cfgs = _fake_configs(tmp_path, ['full'])
+    root = tmp_path / 'work'
+    runs = RA.plan_runs(cfgs, str(root))
+    _finish(root / 'full', 50.0)
+    info = RA.load_run_info(str(root / 'full'))
+    info['attempts'][0]['commit'] = 'abcdef0123456789+dirty'
+    json.dump(info, open(root / 'full' / 'ablation_run.json', 'w'))
+    md_path, csv_path = RA.write_tables(runs, ['val'], str(tmp_path / 'o'))
+    assert 'abcdef0+' in open(md_path).read()
+    row, = csv.DictReader(open(csv_path))
+    assert row['commits'] == 'abcdef0123456789+dirty'
+    commit = RA.git_commit()
+    assert commit is None or len(commit.split('+')[0]) == 40

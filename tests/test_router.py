@@ -102,20 +102,192 @@ def test_top_k_zeros_and_renormalises(per_location):
     assert torch.allclose(kept, expected, atol=1e-6)
 
 
-def test_top_1_is_one_hot_with_gradient_to_parameters():
-    router = ExpertRouter(D, CT, E, top_k=1)
+def _router_grad_norm(router: ExpertRouter) -> float:
+    return float(sum(p.grad.abs().sum() for p in router.parameters()
+                     if p.grad is not None))
+
+
+@pytest.mark.parametrize('top_k', [None, 1, 2])
+def test_every_k_trains_the_router(top_k):
+    """Dense, top-1 and top-2 weights all carry gradient to every router
+    parameter through a loss on the mixed output."""
+    router = ExpertRouter(D, CT, E, top_k=top_k)
     _sharpen(router)
     visual, sentence = _inputs()
     w = router(visual, sentence)
-    assert torch.equal(w.detach(), torch.nn.functional.one_hot(
-        w.argmax(1), E).float())
-    # A top-1 weight is p/p = 1, so gradients come only through sharper
-    # top-k; check with top_k=2 that gradients reach the MLP.
-    router2 = ExpertRouter(D, CT, E, top_k=2)
-    _sharpen(router2)
-    w2 = router2(visual, sentence)
-    (w2 * torch.arange(E, dtype=torch.float)).sum().backward()
-    assert router2.text_proj.weight.grad.abs().sum() > 0
+    if top_k is not None:
+        assert ((w > 0).sum(1) == top_k).all()
+    target = torch.arange(E, dtype=torch.float)
+    (w * target).sum().backward()
+    for name, p in router.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert _router_grad_norm(router) > 1e-3
+
+
+def test_top_1_gate_is_the_chosen_probability():
+    dense = ExpertRouter(D, CT, E)
+    _sharpen(dense)
+    top1 = ExpertRouter(D, CT, E, top_k=1)
+    top1.load_state_dict(dense.state_dict())
+    visual, sentence = _inputs()
+    probs = dense(visual, sentence)
+    gates = top1(visual, sentence)
+    chosen = probs.argmax(1)
+    assert torch.equal(gates.argmax(1), chosen)
+    expected = torch.zeros_like(probs).scatter_(
+        1, chosen[:, None], probs.gather(1, chosen[:, None]))
+    assert torch.allclose(gates, expected, atol=1e-6)
+    # statistics keep the full distribution, the mixture the gates
+    assert torch.allclose(top1.last_weights, probs.detach(), atol=1e-6)
+    assert torch.allclose(top1.last_gates, gates.detach(), atol=1e-6)
+    assert top1.gate_mode == 'prob'
+
+
+def test_renorm_gate_with_top_1_is_refused():
+    with pytest.raises(ValueError, match='no gradient'):
+        ExpertRouter(D, CT, E, top_k=1, gate='renorm')
+    assert ExpertRouter(D, CT, E, top_k=2).gate_mode == 'renorm'
+    assert ExpertRouter(D, CT, E, top_k=2, gate='prob').gate_mode == 'prob'
+
+
+@pytest.mark.parametrize('noise', ['fixed', 'learned'])
+def test_noise_only_in_training(noise):
+    router = ExpertRouter(D, CT, E, noise=noise, noise_std=1.0)
+    _sharpen(router, scale=0.3)
+    visual, sentence = _inputs()
+    router.eval()
+    a, b = router(visual, sentence), router(visual, sentence)
+    assert torch.equal(a, b)
+    clean = ExpertRouter(D, CT, E)
+    clean.load_state_dict(router.state_dict(), strict=False)
+    clean.eval()
+    assert torch.allclose(a, clean(visual, sentence), atol=1e-6)
+    router.train()
+    c, d = router(visual, sentence), router(visual, sentence)
+    assert not torch.allclose(c, d)
+    assert not torch.allclose(c, a)
+    if noise == 'learned':
+        (c.pow(2)).sum().backward()
+        assert router.noise_proj.weight.grad.abs().sum() > 0
+
+
+def test_noisy_top_k_selects_by_noisy_logits_in_training():
+    router = ExpertRouter(D, CT, E, top_k=1, noise='fixed', noise_std=50.0)
+    visual, sentence = _inputs()
+    router.train()
+    chosen = {int(router(visual, sentence).argmax(1)[0]) for _ in range(30)}
+    assert len(chosen) > 1  # exploration: the noise changes the choice
+    router.eval()
+    chosen = {int(router(visual, sentence).argmax(1)[0]) for _ in range(5)}
+    assert len(chosen) == 1
+
+
+def test_z_losses_on_hand_computed_logits():
+    router = ExpertRouter(D, CT, 3, condition='visual')
+    logits = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 1.0]])
+    with torch.no_grad():  # hidden -> logits exactly through the bias
+        router.fc_out.weight.zero_()
+        router.fc_out.bias.zero_()
+    router(torch.randn(2, D, 3, 3), torch.randn(2, CT))
+    router._live.logits = logits  # inject the logits
+    # paper: ||r||^2 / (B * E)
+    expected = (1 + 4 + 9 + 0 + 1 + 1) / 6
+    assert router.z_loss('mean_square').item() == pytest.approx(expected)
+    # ST-MoE: mean over rows of logsumexp^2
+    lse = [torch.logsumexp(torch.tensor([1.0, 2.0, 3.0]), 0).item(),
+           torch.logsumexp(torch.tensor([0.0, -1.0, 1.0]), 0).item()]
+    assert router.z_loss('lse').item() == pytest.approx(
+        (lse[0] ** 2 + lse[1] ** 2) / 2, rel=1e-6)
+    with pytest.raises(ValueError, match='kind'):
+        router.z_loss('l1')
+
+
+def test_z_loss_has_gradient_and_ignores_noise():
+    router = ExpertRouter(D, CT, E, noise='fixed', noise_std=5.0)
+    _sharpen(router)
+    visual, sentence = _inputs()
+    router.eval()
+    router(visual, sentence)
+    eval_z = router.z_loss().item()
+    router.train()
+    router(visual, sentence)
+    z = router.z_loss()
+    assert z.item() == pytest.approx(eval_z, rel=1e-6)
+    z.backward()
+    assert router.fc_out.weight.grad.abs().sum() > 0
+
+
+def test_balance_loss_uses_pre_top_k_probabilities():
+    dense = ExpertRouter(D, CT, E)
+    _sharpen(dense)
+    top1 = ExpertRouter(D, CT, E, top_k=1)
+    top1.load_state_dict(dense.state_dict())
+    visual, sentence = _inputs()
+    dense(visual, sentence)
+    top1(visual, sentence)
+    assert top1.balance_loss().item() == pytest.approx(
+        dense.balance_loss().item(), rel=1e-6)
+    loss = top1.balance_loss()
+    loss.backward()
+    assert top1.fc_out.weight.grad.abs().sum() > 0
+    # switch: dispatch from the top-k choice, importance from the probs
+    sw = ExpertRouter(D, CT, E, top_k=2, balance='switch')
+    sw.load_state_dict(dense.state_dict())
+    w = sw(visual, sentence)
+    probs = sw.last_weights
+    f = (w > 0).float().mean(0) / 2
+    expected = E * (f * probs.mean(0)).sum() - 1
+    assert sw.balance_loss().item() == pytest.approx(expected.item(),
+                                                      rel=1e-5)
+
+
+def test_assign_loss_is_normalised_entropy():
+    router = ExpertRouter(D, CT, E)
+    visual, sentence = _inputs()
+    with torch.no_grad():
+        router.fc_out.weight.zero_()
+    router(visual, sentence)  # exactly uniform
+    assert router.assign_loss().item() == pytest.approx(1.0, abs=1e-6)
+    with torch.no_grad():
+        router.fc_out.bias.copy_(torch.tensor([30.0] + [0.0] * (E - 1)))
+    router(visual, sentence)
+    assert router.assign_loss().item() == pytest.approx(0.0, abs=1e-6)
+    assert set(router.aux_losses()) == {'balance', 'z', 'z_lse', 'assign'}
+
+
+@pytest.mark.parametrize('condition', ['visual', 'text'])
+def test_condition_selects_the_router_inputs(condition):
+    router = ExpertRouter(D, CT, E, condition=condition)
+    _sharpen(router)
+    visual, sentence = _inputs()
+    w = router(visual, sentence)
+    other_visual, other_sentence = _inputs(seed=5)
+    if condition == 'visual':
+        assert not hasattr(router, 'text_proj')
+        assert torch.allclose(w, router(visual, other_sentence))
+        assert not torch.allclose(w, router(other_visual, sentence))
+    else:
+        assert not hasattr(router, 'visual_proj')
+        assert torch.allclose(w, router(other_visual, sentence))
+        assert not torch.allclose(w, router(visual, other_sentence))
+    with pytest.raises(ValueError, match='condition'):
+        ExpertRouter(D, CT, E, condition='image')
+
+
+def test_temperature_is_saved_with_the_state_dict():
+    router = ExpertRouter(D, CT, E, temperature=2.0)
+    router.temperature = 0.5
+    fresh = ExpertRouter(D, CT, E, temperature=2.0)
+    fresh.load_state_dict(router.state_dict())
+    assert fresh.temperature == pytest.approx(0.5)
+    # a state dict without the buffer (older checkpoints) keeps the config
+    state = {k: v for k, v in router.state_dict().items()
+             if k != '_temperature'}
+    fresh = ExpertRouter(D, CT, E, temperature=2.0)
+    fresh.load_state_dict(state)
+    assert fresh.temperature == pytest.approx(2.0)
+    with pytest.raises(ValueError, match='temperature'):
+        router.temperature = 0.0
 
 
 def test_lower_temperature_is_sharper():
@@ -124,8 +296,9 @@ def test_lower_temperature_is_sharper():
     _sharpen(reference, scale=0.5)
     maxima = []
     for t in (4.0, 1.0, 0.25):
-        router = ExpertRouter(D, CT, E, temperature=t)
+        router = ExpertRouter(D, CT, E)
         router.load_state_dict(reference.state_dict())
+        router.temperature = t  # the state dict carries a temperature
         maxima.append(router(visual, sentence).max(1).values)
     assert (maxima[1] > maxima[0]).all()
     assert (maxima[2] > maxima[1]).all()

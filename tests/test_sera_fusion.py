@@ -173,3 +173,77 @@ def test_bad_inputs_raise():
         _neck([32, 96], fuse_level=2)
     with pytest.raises(ValueError, match='aggregate'):
         _neck([32, 96], aggregate='max')
+
+
+# ------------------------------------------------- residual=False (paper)
+PAPER_EXPERTS = ['paper_spatial', 'paper_context', 'paper_boundary',
+                 'paper_shape']
+
+
+def _manual_level(neck: SERAFusion, i: int, f: torch.Tensor,
+                  text: TextFeatures) -> torch.Tensor:
+    """Lateral + the expert mixture as an explicit loop (no FiLM or word
+    attention: call with FiLM at identity and word_attention=False)."""
+    x = neck.laterals[i](f)
+    w = neck.routers[i](x, text.sentence)
+    mixed = sum(expert(x) * w[:, e, None, None, None]
+                for e, expert in enumerate(neck.level_experts[i]))
+    return x + mixed if neck.residual else mixed
+
+
+@pytest.mark.parametrize('residual', [True, False])
+def test_level_mixture_matches_explicit_loop(residual):
+    neck = _neck([32, 96, 1280], word_attention=False,
+                 residual=residual).eval()
+    assert neck.residual is residual
+    feats, text = _mobilenet_feats(), _text()
+    for i, f in enumerate(feats):
+        assert torch.equal(neck._level(i, f, text),
+                           _manual_level(neck, i, f, text))
+
+
+def test_residual_false_paper_experts_start_at_lateral_feature():
+    neck = _neck([32, 96, 1280], experts=PAPER_EXPERTS, residual=False,
+                 word_attention=False)
+    assert neck.expert_names == PAPER_EXPERTS
+    feats, text = _mobilenet_feats(), _text()
+    for i, f in enumerate(feats):
+        # residual experts at identity, weights summing to 1: x itself
+        lateral = neck.laterals[i](f)
+        assert torch.allclose(neck._level(i, f, text), lateral, atol=1e-6)
+    out = _neck([32, 96, 1280], experts=PAPER_EXPERTS,
+                residual=False)(feats, text)
+    assert out.shape == (B, CF, 28, 28) and torch.isfinite(out).all()
+
+
+def test_residual_false_with_top2_routing():
+    neck = _neck([32, 96, 1280], experts=PAPER_EXPERTS, residual=False,
+                 word_attention=False,
+                 router=dict(type='ExpertRouter', top_k=2)).eval()
+    feats, text = _mobilenet_feats(), _text()
+    for i, f in enumerate(feats):
+        lateral = neck.laterals[i](f)
+        w = neck.routers[i](lateral, text.sentence)
+        assert ((w > 0).sum(dim=1) == 2).all()
+        # renormalised top-2 gates sum to 1: still x at init
+        assert torch.allclose(w.sum(dim=1), torch.ones(B))
+        assert torch.allclose(neck._level(i, f, text), lateral, atol=1e-6)
+    # once trained, the mixture moves away from x
+    for experts in neck.level_experts:
+        with torch.no_grad():
+            experts[2].mix.weight.normal_(std=0.1)  # paper_boundary
+            experts[3].mix.weight.normal_(std=0.1)  # paper_shape
+            experts[0].gain.fill_(0.5)  # paper_spatial
+    lateral = neck.laterals[0](feats[0])
+    assert not torch.allclose(neck._level(0, feats[0], text), lateral,
+                              atol=1e-4)
+
+
+def test_residual_false_old_experts_drop_the_skip():
+    neck = _neck([32, 96], experts=['identity', 'conv3x3'], residual=False,
+                 word_attention=False).eval()
+    feats, text = _mobilenet_feats()[:2], _text()
+    lateral = neck.laterals[0](feats[0])
+    assert not torch.allclose(neck._level(0, feats[0], text), lateral)
+    assert torch.equal(neck._level(0, feats[0], text),
+                       _manual_level(neck, 0, feats[0], text))

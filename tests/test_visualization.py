@@ -92,7 +92,7 @@ def test_aggregate_routing_untyped_and_errors():
 def test_router_stats_writers(tmp_path):
     stats = aggregate_routing(_metas())
     paths = write_router_stats(stats, str(tmp_path / 'stats'))
-    assert set(paths) == {'md', 'csv', 'png'}
+    assert set(paths) == {'md', 'csv', 'png', 'heatmap', 'json'}
     md = open(paths['md']).read()
     assert '### backbone.adapters.router' in md
     assert '### neck.routers' in md and f'### {A1}' in md
@@ -113,6 +113,7 @@ def test_router_stats_writers(tmp_path):
     assert png is not None and png.shape[0] > 100 and png.shape[1] > 100
     assert png.std() > 0  # something was drawn
     assert sorted(p.name for p in (tmp_path / 'stats').iterdir()) == [
+        'router_diagnostics.json', 'router_heatmap.png',
         'router_stats.csv', 'router_stats.md', 'router_stats.png']
 
 

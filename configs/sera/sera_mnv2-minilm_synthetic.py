@@ -24,8 +24,13 @@ default_hooks = dict(
     checkpoint=dict(interval=500, max_keep_ckpts=1, save_best=None),
     visualization=dict(
         type='ReferVisualizationHook', draw=True, num_samples=8))
+# routing diagnostics (per-type weights, entropy, mutual information
+# between expression type and top expert) every 100 iterations
+custom_hooks = [dict(type='RouterStatsHook', interval=100)]
 randomness = dict(seed=0)
-# no validation during the short run; after training, tools/train.py
-# evaluates these splits into final_metrics.md/.json (+ pictures in vis/)
-train_cfg = dict(val_interval=100000)
+# no validation during the short run (val_begin past the end also skips
+# the validation the loop would run after its last iteration); after
+# training, tools/train.py evaluates these splits into
+# final_metrics.md/.json (+ pictures in vis/)
+train_cfg = dict(val_interval=100000, val_begin=100000)
 final_test_splits = ['val', 'testA', 'testB']

@@ -9,5 +9,5 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=False, begin=100,
          end=max_iters, T_max=max_iters - 100, eta_min=1e-5)
 ]
-train_cfg = dict(max_iters=max_iters, val_interval=1200)
+train_cfg = dict(max_iters=max_iters, val_interval=1200, val_begin=1)
 default_hooks = dict(checkpoint=dict(interval=1200))

@@ -28,6 +28,23 @@ def _set_split(dataset_cfg: dict, split: str) -> None:
                    f'{dataset_cfg.get("type")!r} has no split field')
 
 
+#: Folder (in the work dir) of the per-expression IoUs of every split.
+PER_SAMPLE_DIR = 'per_sample'
+
+
+def _set_per_sample_output(evaluator_cfg, work_dir: str, split: str) -> None:
+    """Make a ``ReferMetric`` without ``output_file`` write the
+    per-expression IoUs to ``<work_dir>/per_sample/<split>.csv`` (what the
+    paired comparisons of the ablation table read)."""
+    cfgs = evaluator_cfg if isinstance(evaluator_cfg, list) else [
+        evaluator_cfg]
+    for cfg in cfgs:
+        if isinstance(cfg, dict) and cfg.get('type') == 'ReferMetric' and \
+                not cfg.get('output_file'):
+            cfg['output_file'] = osp.join(work_dir, PER_SAMPLE_DIR,
+                                          f'{split}.csv')
+
+
 def metrics_table(results: Dict[str, Dict[str, float]]) -> str:
     """Markdown: one row per split (overall), then per split and expression
     type (``<type>/<metric>`` keys of :class:`ReferMetric`)."""
@@ -74,8 +91,9 @@ def evaluate_splits(runner, splits: Sequence[str],
         _set_split(loader['dataset'], split)
         runner._test_dataloader = loader
         runner._test_loop = copy.deepcopy(loop_cfg)
-        runner._test_evaluator = copy.deepcopy(
-            runner.cfg.get('test_evaluator'))
+        evaluator = copy.deepcopy(runner.cfg.get('test_evaluator'))
+        _set_per_sample_output(evaluator, runner.work_dir, split)
+        runner._test_evaluator = evaluator
         print_log(f'final evaluation on split {split!r}', logger='current')
         results[split] = {k: (float(v) if isinstance(v, (int, float)) else v)
                           for k, v in runner.test().items()}

@@ -3,12 +3,15 @@ from .refer_visualizer import (compose_refer_panel, draw_router_bars,
                                expert_weights_by_name, mask_iou,
                                overlay_mask, router_group, routing_bar_data)
 from .router_stats import (aggregate_routing, format_router_stats_csv,
-                           format_router_stats_md, plot_router_stats,
-                           routing_from_sample, write_router_stats)
+                           format_router_stats_md, mutual_information_bits,
+                           plot_router_heatmap, plot_router_stats,
+                           routing_diagnostics, routing_from_sample,
+                           write_router_stats)
 
 __all__ = [
     'compose_refer_panel', 'draw_router_bars', 'expert_weights_by_name',
     'mask_iou', 'overlay_mask', 'router_group', 'routing_bar_data',
     'aggregate_routing', 'format_router_stats_csv', 'format_router_stats_md',
-    'plot_router_stats', 'routing_from_sample', 'write_router_stats'
+    'plot_router_stats', 'routing_from_sample', 'write_router_stats',
+    'mutual_information_bits', 'plot_router_heatmap', 'routing_diagnostics'
 ]

@@ -9,10 +9,11 @@ turn the result into Markdown, CSV and a grouped bar chart.
 """
 import csv
 import io
+import json
 import os
 import os.path as osp
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -43,6 +44,87 @@ class _Mean:
                                      for e, s in self.sums.items()))
 
 
+def mutual_information_bits(labels: Sequence[Any],
+                            choices: Sequence[int]) -> float:
+    """Plug-in mutual information (bits) between two discrete variables
+    from their joint counts: ``sum p(t, e) log2(p(t, e) / p(t) p(e))``."""
+    if len(labels) != len(choices):
+        raise ValueError(f'labels ({len(labels)}) and choices '
+                         f'({len(choices)}) must have the same length')
+    if len(labels) == 0:
+        return 0.0
+    rows = {t: i for i, t in enumerate(sorted(set(labels), key=str))}
+    cols = {c: j for j, c in enumerate(sorted(set(choices)))}
+    joint = np.zeros((len(rows), len(cols)))
+    for t, c in zip(labels, choices):
+        joint[rows[t], cols[c]] += 1
+    joint /= joint.sum()
+    pt = joint.sum(1, keepdims=True)
+    pe = joint.sum(0, keepdims=True)
+    nz = joint > 0
+    return float((joint[nz] * np.log2(joint[nz] / (pt @ pe)[nz])).sum())
+
+
+def routing_diagnostics(weights: np.ndarray,
+                        labels: Optional[Sequence[Any]] = None,
+                        experts: Optional[Sequence[str]] = None
+                        ) -> Dict[str, Any]:
+    """How expression-aware one router is.
+
+    Args:
+        weights: (N, E) routing distributions of N samples (rows sum to 1).
+        labels: N expression types (None entries are left out of the
+            type-dependent numbers), or None.
+        experts: E expert names (default 'expert0', ...).
+
+    Returns:
+        dict with ``entropy_bits`` (mean per-sample entropy, bits),
+        ``entropy_ratio`` (that over log2 E; 1 is uniform routing),
+        ``mutual_info_bits`` (between type and top expert),
+        ``max_gap`` (largest difference between two types' mean weight of
+        one expert), ``gap_expert`` and ``gap_types`` (which), ``top_share``
+        (share of samples whose top expert is each expert) and ``count``.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.shape[0] == 0:
+        raise ValueError(f'weights must have shape (N>0, E), got {w.shape}')
+    n, e = w.shape
+    experts = list(experts) if experts is not None else [
+        f'expert{i}' for i in range(e)]
+    if len(experts) != e:
+        raise ValueError(f'{len(experts)} expert names for {e} experts')
+    p = np.clip(w, 1e-12, 1.0)
+    entropy = float((-(w * np.log2(p)).sum(1)).mean())
+    top = w.argmax(1)
+    out: Dict[str, Any] = dict(
+        count=n, entropy_bits=entropy,
+        entropy_ratio=entropy / np.log2(e) if e > 1 else 0.0,
+        top_share=OrderedDict((experts[j], float((top == j).mean()))
+                              for j in range(e)),
+        mutual_info_bits=0.0, max_gap=0.0, gap_expert=None, gap_types=None)
+    if labels is None:
+        return out
+    if len(labels) != n:
+        raise ValueError(f'{len(labels)} labels for {n} samples')
+    keep = [i for i, t in enumerate(labels) if t is not None]
+    if not keep:
+        return out
+    typed = [labels[i] for i in keep]
+    out['mutual_info_bits'] = mutual_information_bits(
+        typed, [int(top[i]) for i in keep])
+    types = sorted(set(typed), key=str)
+    if len(types) >= 2:
+        idx = np.array(keep)
+        means = np.stack([w[idx][np.array([t == u for t in typed])].mean(0)
+                          for u in types])  # (T, E)
+        gaps = means.max(0) - means.min(0)
+        j = int(gaps.argmax())
+        out.update(max_gap=float(gaps[j]), gap_expert=experts[j],
+                   gap_types=(str(types[int(means[:, j].argmax())]),
+                              str(types[int(means[:, j].argmin())])))
+    return out
+
+
 def aggregate_routing(samples_meta: Iterable[Mapping]) -> Dict[str, Any]:
     """Mean routing weights per expression type.
 
@@ -63,6 +145,9 @@ def aggregate_routing(samples_meta: Iterable[Mapping]) -> Dict[str, Any]:
         - ``groups``: ``{group: {type: {'count', 'mean': {expert: w}}}}``,
           where a sample's group weights are first averaged over the
           group's routers;
+        - ``diagnostics``: ``{router: routing_diagnostics(...)}``
+          (entropy, mutual information between type and top expert,
+          largest per-expert gap between types);
         - ``skipped``: number of samples without routing.
 
     Raises:
@@ -72,14 +157,16 @@ def aggregate_routing(samples_meta: Iterable[Mapping]) -> Dict[str, Any]:
     groups: Dict[str, Dict[str, _Mean]] = OrderedDict()
     experts: Dict[str, List[str]] = OrderedDict()
     counts: Dict[str, int] = {}
+    raw: Dict[str, List[List[float]]] = OrderedDict()
+    raw_labels: Dict[str, List[Optional[str]]] = OrderedDict()
     skipped = 0
     for meta in samples_meta:
         routing = meta.get('routing') if isinstance(meta, Mapping) else None
         if not routing:
             skipped += 1
             continue
-        expr_type = meta.get('expr_type')
-        expr_type = UNTYPED if expr_type is None else str(expr_type)
+        raw_type = meta.get('expr_type')
+        expr_type = UNTYPED if raw_type is None else str(raw_type)
         keys = (expr_type, ALL_TYPES)
         for key in keys:
             counts[key] = counts.get(key, 0) + 1
@@ -88,6 +175,9 @@ def aggregate_routing(samples_meta: Iterable[Mapping]) -> Dict[str, Any]:
             names, weights = check_routing_entry(name, entry)
             name = str(name)
             experts.setdefault(name, names)
+            raw.setdefault(name, []).append(list(weights))
+            raw_labels.setdefault(name, []).append(
+                None if raw_type is None else str(raw_type))
             for key in keys:
                 routers.setdefault(name, {}).setdefault(
                     key, _Mean()).add(names, weights)
@@ -112,9 +202,13 @@ def aggregate_routing(samples_meta: Iterable[Mapping]) -> Dict[str, Any]:
                                if t in per))
             for name, per in table.items())
 
+    diagnostics = OrderedDict(
+        (name, routing_diagnostics(np.asarray(rows), raw_labels[name],
+                                   experts[name]))
+        for name, rows in raw.items())
     return dict(types=types, counts=counts, experts=experts,
                 routers=_finish(routers), groups=_finish(groups),
-                skipped=skipped)
+                diagnostics=diagnostics, skipped=skipped)
 
 
 def _table(name: str, per_type: Mapping[str, Any], experts: List[str],
@@ -141,11 +235,84 @@ def format_router_stats_md(stats: Mapping[str, Any],
              f'{stats["skipped"]} without).', '', '## Router groups', '']
     for group, per_type in stats['groups'].items():
         lines += _table(group, per_type, stats['experts'][group])
+    if stats.get('diagnostics'):
+        lines += format_diagnostics_md(stats['diagnostics'])
     if per_router and stats['routers']:
         lines += ['## Routers', '']
         for router, per_type in stats['routers'].items():
             lines += _table(router, per_type, stats['experts'][router])
     return '\n'.join(lines)
+
+
+def format_diagnostics_md(diagnostics: Mapping[str, Mapping[str, Any]]
+                          ) -> List[str]:
+    """Markdown lines: one row per router with its expression-awareness
+    numbers (see :func:`routing_diagnostics`)."""
+    lines = ['## Expression-awareness', '',
+             'Entropy: mean per-sample routing entropy (bits) and its ratio '
+             'to log2(E); MI: mutual information (bits) between expression '
+             'type and top expert; gap: largest difference between two '
+             "types' mean weight of one expert.", '',
+             '| router | samples | entropy (bits) | entropy / log2(E) | '
+             'MI (bits) | gap | gap expert (types) |',
+             '|---|---|---|---|---|---|---|']
+    for name, d in diagnostics.items():
+        where = '-' if d.get('gap_expert') is None else (
+            f"{d['gap_expert']} ({d['gap_types'][0]} > "
+            f"{d['gap_types'][1]})")
+        lines.append(f"| {name} | {d['count']} | {d['entropy_bits']:.3f} | "
+                     f"{d['entropy_ratio']:.3f} | "
+                     f"{d['mutual_info_bits']:.3f} | {d['max_gap']:.3f} | "
+                     f'{where} |')
+    return lines + ['']
+
+
+def plot_router_heatmap(stats: Mapping[str, Any], path: str,
+                        dpi: int = 100) -> None:
+    """Heatmaps of mean weights (expression types x experts), one panel
+    per router, annotated with the values; Agg backend, written
+    atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(stats['routers'].keys())
+    cols = min(3, max(1, len(names)))
+    rows = max(1, -(-len(names) // cols))
+    fig = Figure(figsize=(4.6 * cols, 0.45 * len(stats['types']) * rows +
+                          1.6 * rows), dpi=dpi)
+    FigureCanvasAgg(fig)
+    if not names:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, 'no routing recorded', ha='center', va='center')
+        ax.set_axis_off()
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        per_type = stats['routers'][name]
+        types = list(per_type.keys())
+        experts = stats['experts'][name]
+        grid = np.array([[per_type[t]['mean'].get(e, np.nan)
+                          for e in experts] for t in types])
+        im = ax.imshow(grid, cmap='viridis', aspect='auto', vmin=0.0,
+                       vmax=max(1e-6, float(np.nanmax(grid))))
+        for r in range(grid.shape[0]):
+            for c in range(grid.shape[1]):
+                ax.text(c, r, f'{grid[r, c]:.2f}', ha='center', va='center',
+                        fontsize=7, color='w' if grid[r, c] < 0.6 *
+                        np.nanmax(grid) else 'k')
+        ax.set_xticks(range(len(experts)))
+        ax.set_xticklabels(experts, rotation=30, ha='right', fontsize=7)
+        ax.set_yticks(range(len(types)))
+        ax.set_yticklabels(types, fontsize=7)
+        d = (stats.get('diagnostics') or {}).get(name)
+        title = name if d is None else (
+            f"{name}\nMI {d['mutual_info_bits']:.2f} bits, "
+            f"H/log2E {d['entropy_ratio']:.2f}")
+        ax.set_title(title, fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png')
+    atomic_write_bytes(buf.getvalue(), path)
 
 
 def format_router_stats_csv(stats: Mapping[str, Any]) -> str:
@@ -216,9 +383,16 @@ def write_router_stats(stats: Mapping[str, Any], out_dir: str,
                        paths['md'])
     atomic_write_bytes(format_router_stats_csv(stats).encode('utf-8'),
                        paths['csv'])
+    if stats.get('diagnostics') is not None:
+        paths['json'] = osp.join(out_dir, 'router_diagnostics.json')
+        atomic_write_bytes(
+            json.dumps(stats['diagnostics'], indent=1).encode('utf-8'),
+            paths['json'])
     if plot:
         paths['png'] = osp.join(out_dir, 'router_stats.png')
         plot_router_stats(stats, paths['png'])
+        paths['heatmap'] = osp.join(out_dir, 'router_heatmap.png')
+        plot_router_heatmap(stats, paths['heatmap'])
     return paths
 
 

@@ -28,10 +28,26 @@ interrupted attempt is kept). The reported time is the wall time of
 
 The table (``<out>/ablations.md`` and ``<out>/ablations.csv``) has one row
 per config: overall mIoU, oIoU, Prec@0.5, Prec@0.9 and the mIoU of every
-expression type on each split, trainable parameters and time. Rows with
-several seeds show mean +- sample standard deviation (n - 1); when a seed
-row has at least 3 finished seeds, a line names the rows whose mIoU / oIoU
-differ from it by more than twice its seed standard deviation.
+expression type on each split, trainable parameters, time and the commit
+the runs ran at. Rows with several seeds show mean +- sample standard
+deviation (n - 1).
+
+Paired comparisons (``<out>/paired.md`` / ``paired.csv``): every row is
+compared with the reference row (``--reference``, default ``full``) seed by
+seed: the run of seed k against the reference run of seed k (same seed, so
+the same initialisation of shared parts and the same data order), on the
+same evaluation expressions (joined on ``sent_id`` from the per-expression
+IoUs that ``tools/train.py`` writes to ``<work dir>/per_sample/<split>.csv``).
+For every seed, the mean paired difference of per-expression IoU (the mIoU
+difference, in points) gets a 95% percentile bootstrap interval over
+expressions (``--bootstrap`` resamples, fixed seed). Across seeds, the mean
+of the per-seed differences gets a 95% Student-t interval (n - 1 degrees of
+freedom), which includes the training-seed variance; with one seed only
+the bootstrap interval exists and it does not include seed variance. A
+difference is called real only when its interval excludes zero: the
+across-seed interval when there are >= 2 paired seeds, else the bootstrap
+interval (marked as such). Everything is reported overall and per
+expression type.
 """
 import argparse
 import csv
@@ -43,9 +59,10 @@ import statistics
 import subprocess
 import sys
 import time
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIGS = 'configs/sera/ablations/*.py'
@@ -56,6 +73,9 @@ OVERALL_METRICS = ('mIoU', 'oIoU', 'Prec@0.5', 'Prec@0.9')
 EXPR_TYPES = ('attribute', 'spatial', 'relational', 'ordinal', 'boundary')
 SIGNIFICANCE_METRICS = ('mIoU', 'oIoU')
 MIN_SEEDS_FOR_TEST = 3
+PER_SAMPLE_DIR = 'per_sample'  # as sera_mm.engine.final_evaluation
+DEFAULT_REFERENCE = 'full'
+BOOTSTRAP_RESAMPLES = 2000
 
 
 @dataclass
@@ -89,6 +109,8 @@ class RowSummary:
             ``'testB/spatial/mIoU'``); std is None below 2 values.
         trainable_params / total_params: from ``ablation_run.json``.
         wall_time_s: mean wall time per finished run (seconds).
+        commits: distinct commits the finished runs ran at (first attempt
+            of each run; a resumed run keeps its first commit).
     """
     row: str
     config: str
@@ -100,6 +122,7 @@ class RowSummary:
     trainable_params: Optional[int] = None
     total_params: Optional[int] = None
     wall_time_s: Optional[float] = None
+    commits: List[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- planning
@@ -252,6 +275,12 @@ def execute_run(run: RunSpec, splits: Sequence[str],
     info = load_run_info(run.work_dir)
     info.update(row=run.row, config=run.config, seed=run.seed,
                 splits=list(splits))
+    if 'effective_seed' not in info:
+        try:
+            info['effective_seed'] = (run.seed if run.seed is not None else
+                                      config_seed(run.config))
+        except Exception as e:  # pairing falls back to the config later
+            print(f'[ablations] {run.row}: seed lookup failed: {e!r}')
     param_counter = param_counter or count_parameters
     if 'trainable_params' not in info:
         try:
@@ -263,7 +292,7 @@ def execute_run(run: RunSpec, splits: Sequence[str],
     attempt = dict(
         start=datetime.now(timezone.utc).isoformat(timespec='seconds'),
         resumed=status == 'resume', command=cmd, wall_s=0.0,
-        returncode=None)
+        returncode=None, commit=git_commit())
     info.setdefault('attempts', []).append(attempt)
     _write_json(info, info_path)
     print(f'[ablations] {run.row} ({osp.basename(run.work_dir)}): '
@@ -294,6 +323,273 @@ def execute_run(run: RunSpec, splits: Sequence[str],
     info['wall_time_s'] = total_wall_time(info)
     _write_json(info, info_path)
     return rc
+
+
+def git_commit(root: str = ROOT) -> Optional[str]:
+    """``HEAD``'s commit id (``+dirty`` when tracked files differ), or None
+    outside a git checkout."""
+    try:
+        head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root,
+                              capture_output=True, text=True, check=True)
+        dirty = subprocess.run(['git', 'status', '--porcelain',
+                                '--untracked-files=no'], cwd=root,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    commit = head.stdout.strip()
+    return commit + ('+dirty' if dirty.stdout.strip() else '')
+
+
+def config_seed(config: str) -> Optional[int]:
+    """``randomness.seed`` of a config, or None."""
+    from mmengine.config import Config
+    seed = (Config.fromfile(config).get('randomness') or {}).get('seed')
+    return None if seed is None else int(seed)
+
+
+# ------------------------------------------------------ paired statistics
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447,
+         7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131,
+         20: 2.086, 30: 2.042}
+
+
+def t_quantile_975(df: int) -> float:
+    """Two-sided 95% Student-t critical value for ``df`` degrees of
+    freedom (table values; the next lower tabulated df above 10, 1.96 from
+    df > 30)."""
+    if df < 1:
+        raise ValueError(f'df must be >= 1, got {df}')
+    if df > 30:
+        return 1.96
+    return _T975[max(k for k in _T975 if k <= df)]
+
+
+def bootstrap_ci(diffs: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = 0, alpha: float = 0.05
+                 ) -> Tuple[float, float, float]:
+    """(mean, low, high): the mean of ``diffs`` with a percentile bootstrap
+    interval (resampling the entries with replacement)."""
+    import numpy as np
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.size == 0:
+        raise ValueError('bootstrap_ci needs at least one value')
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    chunk = max(1, 2_000_000 // max(1, d.size))
+    for start in range(0, resamples, chunk):
+        n = min(chunk, resamples - start)
+        idx = rng.integers(0, d.size, size=(n, d.size))
+        means[start:start + n] = d[idx].mean(1)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(d.mean()), float(low), float(high)
+
+
+def t_interval(values: Sequence[float]) -> Tuple[float, float, float]:
+    """(mean, low, high): 95% Student-t interval of the mean (n >= 2)."""
+    values = [float(v) for v in values]
+    if len(values) < 2:
+        raise ValueError('t_interval needs at least two values')
+    mean = statistics.fmean(values)
+    half = t_quantile_975(len(values) - 1) * statistics.stdev(values) / \
+        math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def read_per_sample(work_dir: str, split: str) -> Optional[Dict[Any, Tuple[
+        float, Optional[str]]]]:
+    """``{sent_id: (iou, expr_type)}`` of a finished run's split, from
+    ``<work_dir>/per_sample/<split>.csv``; None when the file is absent."""
+    path = osp.join(work_dir, PER_SAMPLE_DIR, f'{split}.csv')
+    if not osp.isfile(path):
+        return None
+    out = {}
+    with open(path, newline='') as f:
+        for rec in csv.DictReader(f):
+            out[rec['sent_id']] = (float(rec['iou']),
+                                   rec.get('expr_type') or None)
+    return out
+
+
+@dataclass
+class PairedResult:
+    """One paired comparison of a row with the reference.
+
+    Attributes:
+        row / split / group: what is compared (group ``'all'`` or a type).
+        per_seed: ``[(seed, n_expressions, mean, low, high)]``, mIoU
+            difference in points with its bootstrap interval.
+        mean / low / high: across seeds (t interval) with >= 2 seeds, else
+            the single seed's bootstrap interval.
+        interval: 't' or 'bootstrap'.
+    """
+    row: str
+    split: str
+    group: str
+    per_seed: List[Tuple[Any, int, float, float, float]]
+    mean: float
+    low: float
+    high: float
+    interval: str
+
+    @property
+    def verdict(self) -> str:
+        """'higher' / 'lower' when the interval excludes 0, else 'n.s.'."""
+        if self.low > 0:
+            return 'higher'
+        if self.high < 0:
+            return 'lower'
+        return 'n.s.'
+
+
+def _effective_seed(run: RunSpec) -> Optional[int]:
+    if run.seed is not None:
+        return run.seed
+    info = load_run_info(run.work_dir)
+    if info.get('effective_seed') is not None:
+        return int(info['effective_seed'])
+    try:
+        return config_seed(run.config)
+    except Exception:  # an unreadable config: cannot pair it
+        return None
+
+
+def paired_comparisons(runs: Sequence[RunSpec], splits: Sequence[str],
+                       reference: str = DEFAULT_REFERENCE,
+                       resamples: int = BOOTSTRAP_RESAMPLES
+                       ) -> List[PairedResult]:
+    """Compare every row with ``reference`` seed by seed (see the module
+    docstring). Rows without a finished run of a seed the reference also
+    has are left out; so are groups with no paired expression."""
+    by_seed: Dict[str, Dict[Optional[int], RunSpec]] = {}
+    for run in runs:
+        if run_status(run.work_dir) != 'done':
+            continue
+        by_seed.setdefault(run.row, {})[_effective_seed(run)] = run
+    ref_runs = by_seed.get(reference, {})
+    results = []
+    for row, seeded in by_seed.items():
+        if row == reference:
+            continue
+        seeds = [k for k in seeded if k in ref_runs]
+        seeds.sort(key=lambda k: (k is None, k))
+        for split in splits:
+            per_group: Dict[str, List[Tuple[Any, int, float, float,
+                                            float]]] = {}
+            for k in seeds:
+                ours = read_per_sample(seeded[k].work_dir, split)
+                theirs = read_per_sample(ref_runs[k].work_dir, split)
+                if ours is None or theirs is None:
+                    continue
+                common = [sid for sid in ours if sid in theirs]
+                groups: Dict[str, List[float]] = {'all': []}
+                for sid in common:
+                    d = 100.0 * (ours[sid][0] - theirs[sid][0])
+                    groups['all'].append(d)
+                    if ours[sid][1] is not None:
+                        groups.setdefault(ours[sid][1], []).append(d)
+                for group, diffs in groups.items():
+                    if not diffs:
+                        continue
+                    seed_for_boot = 0 if k is None else int(k)
+                    mean, low, high = bootstrap_ci(diffs, resamples,
+                                                   seed=seed_for_boot)
+                    per_group.setdefault(group, []).append(
+                        (k, len(diffs), mean, low, high))
+            order = ['all'] + sorted(g for g in per_group if g != 'all')
+            for group in order:
+                if group not in per_group:
+                    continue
+                entries = per_group[group]
+                if len(entries) >= 2:
+                    mean, low, high = t_interval([e[2] for e in entries])
+                    kind = 't'
+                else:
+                    _, _, mean, low, high = entries[0]
+                    kind = 'bootstrap'
+                results.append(PairedResult(row, split, group, entries,
+                                            mean, low, high, kind))
+    return results
+
+
+def format_paired_md(results: Sequence[PairedResult], reference: str,
+                     resamples: int = BOOTSTRAP_RESAMPLES) -> str:
+    """Markdown: per split, one table of overall differences and one of
+    per-type differences."""
+    out = [f'# Paired differences from `{reference}`', '',
+           f'mIoU difference (row minus `{reference}`, points) on the same '
+           'expressions, seed by seed. Per seed: the mean difference with a '
+           f'95% bootstrap interval over expressions ({resamples} '
+           'resamples). Across seeds: the mean of the per-seed differences '
+           'with a 95% t interval (n - 1 df); with one seed, the bootstrap '
+           'interval (which leaves out seed variance; marked `boot`). '
+           'Verdict: `higher`/`lower` only when the interval excludes 0.',
+           '']
+    splits = []
+    for r in results:
+        if r.split not in splits:
+            splits.append(r.split)
+
+    def _cell(mean, low, high):
+        return f'{mean:+.2f} [{low:+.2f}, {high:+.2f}]'
+
+    for split in splits:
+        rows = [r for r in results if r.split == split]
+        out += [f'## {split}', '',
+                '| row | seeds | per seed | mean [95% CI] | verdict |',
+                '|---|---|---|---|---|']
+        for r in rows:
+            if r.group != 'all':
+                continue
+            per = '; '.join(f's{k}: {_cell(m, lo, hi)}'
+                            for k, _, m, lo, hi in r.per_seed)
+            tag = '' if r.interval == 't' else ' (boot)'
+            out.append(f'| {r.row} | {len(r.per_seed)} | {per} | '
+                       f'{_cell(r.mean, r.low, r.high)}{tag} | '
+                       f'{r.verdict} |')
+        types = sorted({r.group for r in rows if r.group != 'all'})
+        if types:
+            out += ['', f'Per expression type ({split}): mean [95% CI], '
+                    'verdict.', '',
+                    '| row | ' + ' | '.join(types) + ' |',
+                    '|---|' + '---|' * len(types)]
+            for row in dict.fromkeys(r.row for r in rows):
+                cells = []
+                for t in types:
+                    hit = [r for r in rows if r.row == row and r.group == t]
+                    if not hit:
+                        cells.append('-')
+                        continue
+                    r = hit[0]
+                    mark = {'higher': ' ↑', 'lower': ' ↓', 'n.s.': ''}[
+                        r.verdict]
+                    cells.append(_cell(r.mean, r.low, r.high) + mark)
+                out.append(f'| {row} | ' + ' | '.join(cells) + ' |')
+        out.append('')
+    if not results:
+        out.append('No paired runs finished yet.')
+    return '\n'.join(out) + '\n'
+
+
+def write_paired(results: Sequence[PairedResult], reference: str,
+                 out_dir: str, resamples: int = BOOTSTRAP_RESAMPLES
+                 ) -> Tuple[str, str]:
+    """Write ``<out_dir>/paired.md`` and ``paired.csv``."""
+    os.makedirs(out_dir, exist_ok=True)
+    md_path = osp.join(out_dir, 'paired.md')
+    csv_path = osp.join(out_dir, 'paired.csv')
+    with open(md_path, 'w') as f:
+        f.write(format_paired_md(results, reference, resamples))
+    with open(csv_path, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['row', 'split', 'group', 'seeds', 'mean', 'low',
+                         'high', 'interval', 'verdict', 'per_seed'])
+        for r in results:
+            writer.writerow([
+                r.row, r.split, r.group, len(r.per_seed), round(r.mean, 4),
+                round(r.low, 4), round(r.high, 4), r.interval, r.verdict,
+                ' '.join(f'{k}:{n}:{m:.4f}:{lo:.4f}:{hi:.4f}'
+                         for k, n, m, lo, hi in r.per_seed)])
+    return md_path, csv_path
 
 
 # ----------------------------------------------------------------- tables
@@ -336,6 +632,10 @@ def summarize(runs: Sequence[RunSpec],
                 continue
             s.n_done += 1
             s.seeds.append(run.seed)
+            commit = next((a.get('commit') for a in info.get('attempts', [])
+                           if a.get('commit')), None)
+            if commit and commit not in s.commits:
+                s.commits.append(commit)
             wall = total_wall_time(info)
             if wall is not None:
                 times.append(wall)
@@ -415,7 +715,7 @@ def format_markdown(summaries: Sequence[RowSummary],
            '`tools/train.py` (training + final evaluation), mean per run.',
            '']
     head = (['row', 'runs'] + list(OVERALL_METRICS) + list(EXPR_TYPES) +
-            ['trainable', 'time (min)'])
+            ['trainable', 'time (min)', 'commit'])
     for split in splits:
         out += [f'## {split}', '', '| ' + ' | '.join(head) + ' |',
                 '|' + '---|' * len(head)]
@@ -426,7 +726,9 @@ def format_markdown(summaries: Sequence[RowSummary],
             cells += [_fmt_value(s.values.get(f'{split}/{t}/mIoU'))
                       for t in EXPR_TYPES]
             cells += [_fmt_params(s.trainable_params),
-                      _fmt_minutes(s.wall_time_s)]
+                      _fmt_minutes(s.wall_time_s),
+                      ' '.join(c[:7] + ('+' if c.endswith('+dirty') else '')
+                               for c in s.commits) or '-']
             out.append('| ' + ' | '.join(cells) + ' |')
         out.append('')
     lines = significant_differences(summaries, splits)
@@ -440,7 +742,7 @@ def csv_rows(summaries: Sequence[RowSummary],
     """(header, rows) of the CSV: raw numbers, a ``<col>_std`` column beside
     every metric (empty without several seeds)."""
     header = ['row', 'config', 'runs', 'done', 'seeds', 'trainable_params',
-              'total_params', 'wall_time_min']
+              'total_params', 'wall_time_min', 'commits']
     for col in table_columns(splits):
         header += [col, f'{col}_std']
     rows = []
@@ -453,7 +755,8 @@ def csv_rows(summaries: Sequence[RowSummary],
                  total_params='' if s.total_params is None else
                  s.total_params,
                  wall_time_min='' if s.wall_time_s is None else
-                 round(s.wall_time_s / 60, 3))
+                 round(s.wall_time_s / 60, 3),
+                 commits=' '.join(s.commits))
         for col in table_columns(splits):
             mean, std = s.values.get(col, (None, None))
             r[col] = '' if mean is None else round(mean, 4)
@@ -527,6 +830,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='interpreter running tools/train.py')
     parser.add_argument('--heartbeat', type=float, default=30.0,
                         help='seconds between wall-time updates of a run')
+    parser.add_argument('--reference', default=DEFAULT_REFERENCE,
+                        help='row every other row is paired with')
+    parser.add_argument('--bootstrap', type=int, default=BOOTSTRAP_RESAMPLES,
+                        help='bootstrap resamples of the paired intervals')
     return parser.parse_args(argv)
 
 
@@ -565,6 +872,10 @@ def main(argv=None) -> int:
                 continue
             rc = execute_run(run, args.splits, args.cfg_options, args.python,
                              heartbeat=args.heartbeat)
+            write_tables(runs, args.splits, args.out)  # results so far
+            write_paired(paired_comparisons(runs, args.splits,
+                                            args.reference, args.bootstrap),
+                         args.reference, args.out, args.bootstrap)
             if rc != 0:
                 print(f'[ablations] {run.row}: tools/train.py exited with '
                       f'{rc}; going on with the next row', flush=True)
@@ -572,6 +883,11 @@ def main(argv=None) -> int:
     fill_missing_params(runs, args.cfg_options)
     md_path, csv_path = write_tables(runs, args.splits, args.out)
     print(f'[ablations] wrote {md_path} and {csv_path}')
+    paired = paired_comparisons(runs, args.splits, args.reference,
+                                args.bootstrap)
+    pmd, pcsv = write_paired(paired, args.reference, args.out,
+                             args.bootstrap)
+    print(f'[ablations] wrote {pmd} and {pcsv}')
     if failed:
         print('[ablations] failed runs: ' + ', '.join(failed))
         return 1

@@ -2,7 +2,9 @@
 
 Every expert maps a grid (B, d, h, w) to the same shape; the adapter's router
 mixes their outputs. Short names for configs: 'spatial', 'context',
-'boundary', 'semantic' (see :func:`build_experts`).
+'boundary', 'semantic' (see :func:`build_experts`), and the SERA paper's
+experts 'paper_spatial', 'paper_boundary', 'paper_multiscale'
+(:mod:`.paper_experts`).
 """
 from typing import Dict, List, Sequence, Union
 
@@ -144,6 +146,11 @@ EXPERT_TYPES: Dict[str, str] = {
     'context': 'ContextExpert',
     'boundary': 'BoundaryExpert',
     'semantic': 'SemanticExpert',
+    # the SERA paper's adapter experts (paper_experts.py; registered when
+    # the adapters package is imported)
+    'paper_spatial': 'PaperAdapterSpatialExpert',
+    'paper_boundary': 'PaperAdapterBoundaryExpert',
+    'paper_multiscale': 'PaperMultiScaleBranches',
 }
 
 

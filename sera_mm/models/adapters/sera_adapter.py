@@ -8,6 +8,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from sera_mm.models.routers import ExpertRouter  # noqa: F401 (registers)
+from sera_mm.models.routers.mixture import mix_experts
 from sera_mm.models.text_encoders.text_features import TextFeatures
 from sera_mm.registry import MODELS
 from .cross_attention import WordCrossAttention
@@ -23,6 +24,8 @@ class SERAAdapter(nn.Module):
         x = down(LN(tokens))                         # (B, N, d)
         g = patch part of x as a grid                 # (B, d, h, w)
         y = sum_e w_e * expert_e(g)                   # w from the router
+                                                      # (top-k: only the
+                                                      # routed experts run)
         q = y as tokens (B, hw, d); q = q + attn(q, words, pad_mask)
         delta = up(GELU(dropout(q))) * scale          # (B, hw, C)
         out = tokens + [0 for prefix tokens ; delta for patch tokens]
@@ -119,6 +122,34 @@ class SERAAdapter(nn.Module):
                 f'{tuple(text.words.shape)}, sentence '
                 f'{tuple(text.sentence.shape)}')
 
+    def _to_grid(self, tokens: Tensor, hw: Tuple[int, int],
+                 num_prefix: int) -> Tensor:
+        """(B, N, C) -> adapter grid, (B, d, h, w)."""
+        h, w = int(hw[0]), int(hw[1])
+        x = self.down(self.norm(tokens))  # (B, N, d)
+        patch = x[:, num_prefix:]  # (B, hw, d)
+        return patch.transpose(1, 2).reshape(tokens.shape[0],
+                                             self.hidden_channels, h, w)
+
+    def _refine_grid(self, grid: Tensor, text: TextFeatures) -> Tensor:
+        """The routed expert mixture, (B, d, h, w) -> (B, d, h, w).
+        Subclasses (SERAPaperAdapter) override this step only."""
+        weights = self.router(grid, text.sentence)  # (B, E) | (B, E, h, w)
+        return mix_experts(self.experts, grid, weights)
+
+    def _add_delta(self, tokens: Tensor, grid: Tensor, num_prefix: int,
+                   text: TextFeatures) -> Tensor:
+        """tokens (B, N, C) + delta from the refined grid (B, d, h, w)."""
+        b = tokens.shape[0]
+        q = grid.flatten(2).transpose(1, 2)  # (B, hw, d)
+        q = q + self.cross_attn(q, text.words, text.pad_mask)
+        delta = self.up(self.drop(self.act(q))) * self.scale  # (B, hw, C)
+        if num_prefix > 0:
+            delta = torch.cat([delta.new_zeros(b, num_prefix, delta.shape[2]),
+                               delta],
+                              dim=1)
+        return tokens + delta
+
     def forward(self, tokens: Tensor, hw: Tuple[int, int], num_prefix: int,
                 text: TextFeatures) -> Tensor:
         """Add the adapter's delta to a block's tokens.
@@ -135,24 +166,6 @@ class SERAAdapter(nn.Module):
             Tensor: tokens + delta, (B, N, C).
         """
         self._check_inputs(tokens, hw, num_prefix, text)
-        h, w = int(hw[0]), int(hw[1])
-        b = tokens.shape[0]
-        d = self.hidden_channels
-        x = self.down(self.norm(tokens))  # (B, N, d)
-        patch = x[:, num_prefix:]  # (B, hw, d)
-        grid = patch.transpose(1, 2).reshape(b, d, h, w)
-        weights = self.router(grid, text.sentence)  # (B, E) | (B, E, h, w)
-        mixed = None
-        for i, expert in enumerate(self.experts):
-            wi = weights[:, i]
-            wi = wi[:, None, None, None] if wi.dim() == 1 else wi[:, None]
-            out = expert(grid) * wi
-            mixed = out if mixed is None else mixed + out
-        q = mixed.flatten(2).transpose(1, 2)  # (B, hw, d)
-        q = q + self.cross_attn(q, text.words, text.pad_mask)
-        delta = self.up(self.drop(self.act(q))) * self.scale  # (B, hw, C)
-        if num_prefix > 0:
-            delta = torch.cat([delta.new_zeros(b, num_prefix, delta.shape[2]),
-                               delta],
-                              dim=1)
-        return tokens + delta
+        grid = self._to_grid(tokens, hw, num_prefix)  # (B, d, h, w)
+        grid = self._refine_grid(grid, text)  # (B, d, h, w)
+        return self._add_delta(tokens, grid, num_prefix, text)

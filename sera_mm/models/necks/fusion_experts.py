@@ -2,7 +2,9 @@
 
 Each maps (B, C, h, w) to (B, C, h, w) and keeps the spatial layout (no
 stride, same size out). Short names: 'identity', 'conv3x3', 'dilated3x3',
-'coord', 'multiscale' (see :func:`build_fusion_experts`).
+'coord', 'multiscale' (see :func:`build_fusion_experts`), and the SERA
+paper's residual experts 'paper_spatial', 'paper_context', 'paper_boundary',
+'paper_shape' (:mod:`.paper_fusion_experts`).
 """
 from typing import Dict, Sequence, Union
 
@@ -147,18 +149,30 @@ class MultiScaleFusionExpert(nn.Module):
         return x + y
 
 
+#: The SERA paper's fusion experts (paper_fusion_experts.py, registered
+#: when the necks package is imported). They return ``X + f(X)``: mix them
+#: in SERAFusion with ``residual=False``.
+PAPER_FUSION_EXPERT_TYPES: Dict[str, str] = {
+    'paper_spatial': 'PaperSpatialFusionExpert',
+    'paper_context': 'PaperContextFusionExpert',
+    'paper_boundary': 'PaperBoundaryFusionExpert',
+    'paper_shape': 'PaperShapeFusionExpert',
+}
+
 FUSION_EXPERT_TYPES: Dict[str, str] = {
     'identity': 'PointwiseFusionExpert',
     'conv3x3': 'ConvFusionExpert',
     'dilated3x3': 'DilatedFusionExpert',
     'coord': 'CoordFusionExpert',
     'multiscale': 'MultiScaleFusionExpert',
+    **PAPER_FUSION_EXPERT_TYPES,
 }
 
 
 def build_fusion_experts(names: Sequence[Union[str, dict]],
                          channels: int) -> nn.ModuleList:
     """Build neck experts from short names ('identity', 'conv3x3',
-    'dilated3x3', 'coord', 'multiscale') or config dicts (``channels`` is
+    'dilated3x3', 'coord', 'multiscale', 'paper_spatial', 'paper_context',
+    'paper_boundary', 'paper_shape') or config dicts (``channels`` is
     filled in)."""
     return build_experts(names, channels, aliases=FUSION_EXPERT_TYPES)

@@ -11,6 +11,7 @@ from torch import Tensor
 from sera_mm.models.adapters.cross_attention import WordCrossAttention
 from sera_mm.models.adapters.experts import expert_name
 from sera_mm.models.routers import ExpertRouter  # noqa: F401 (registers)
+from sera_mm.models.routers.mixture import mix_experts
 from sera_mm.models.text_encoders.text_features import TextFeatures
 from sera_mm.registry import MODELS
 from .fusion_experts import _ConvNormAct, build_fusion_experts
@@ -46,7 +47,11 @@ class SERAFusion(nn.Module):
     1. lateral 1x1 conv + GroupNorm + ReLU: C_i -> ``channels``;
     2. routed experts at the level's own resolution: router i weights the
        level's experts ('identity', 'conv3x3', 'dilated3x3', 'coord',
-       'multiscale'), mixed output added to the lateral feature (residual);
+       'multiscale', or the paper's 'paper_*' experts) and
+       :func:`mix_experts` mixes them, ``m = sum_e w_e expert_e(x)`` (with
+       top-k routing only the selected experts run per sample); the level
+       feature becomes ``x + m`` (``residual=True``) or ``m``
+       (``residual=False``);
     3. sentence FiLM (gamma starts at 1, beta at 0);
     4. word cross-attention (key padding mask respected) with residual and
        LayerNorm over channels (``word_attention=False`` skips it);
@@ -60,6 +65,14 @@ class SERAFusion(nn.Module):
     Each level owns its experts and its router; routers are in
     ``self.routers`` (``routers[i].expert_names`` are the expert names).
 
+    ``residual=False`` is for experts that are residual themselves, like
+    the SERA paper's (``f_e(x) = x + g_e(x)``): with weights summing to 1
+    the level feature is then ``x + sum_e w_e g_e(x)``, the paper's
+    formula. With gates that do not sum to 1 (top-k with ``gate='prob'``:
+    the kept experts' probabilities) it is ``(sum_e w_e) x + sum_e w_e
+    g_e(x)``, which is still the paper's ``sum_e w_e f_e(x)`` as written;
+    the identity path is then scaled by the kept probability mass.
+
     Args:
         in_channels: channels of every input level.
         text_channels: word/sentence feature width C_t.
@@ -71,6 +84,9 @@ class SERAFusion(nn.Module):
         num_heads: heads of the word cross-attention.
         word_attention: apply word cross-attention per level.
         aggregate: 'concat' or 'sum'.
+        residual: add the expert mixture to the lateral feature (True) or
+            use the mixture as the level feature (False, for residual
+            experts).
     """
 
     def __init__(self,
@@ -84,7 +100,8 @@ class SERAFusion(nn.Module):
                  fuse_level: int = 0,
                  num_heads: int = 8,
                  word_attention: bool = True,
-                 aggregate: str = 'concat') -> None:
+                 aggregate: str = 'concat',
+                 residual: bool = True) -> None:
         super().__init__()
         in_channels = list(in_channels)
         if len(in_channels) == 0:
@@ -101,6 +118,7 @@ class SERAFusion(nn.Module):
         self.fuse_level = fuse_level
         self.word_attention = word_attention
         self.aggregate = aggregate
+        self.residual = bool(residual)
         self.expert_names = [expert_name(e) for e in experts]
         num_levels = len(in_channels)
 
@@ -156,14 +174,9 @@ class SERAFusion(nn.Module):
     def _level(self, i: int, x: Tensor, text: TextFeatures) -> Tensor:
         """One level at its own resolution: (B, C_i, h, w) -> (B, C, h, w)."""
         x = self.laterals[i](x)
-        weights = self.routers[i](x, text.sentence)
-        mixed = None
-        for e, expert in enumerate(self.level_experts[i]):
-            we = weights[:, e]
-            we = we[:, None, None, None] if we.dim() == 1 else we[:, None]
-            out = expert(x) * we
-            mixed = out if mixed is None else mixed + out
-        x = x + mixed
+        weights = self.routers[i](x, text.sentence)  # (B, E) | (B, E, h, w)
+        mixed = mix_experts(self.level_experts[i], x, weights)
+        x = x + mixed if self.residual else mixed
         x = self.films[i](x, text.sentence)
         if self.word_attention:
             b, c, h, w = x.shape

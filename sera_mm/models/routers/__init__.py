@@ -1,4 +1,6 @@
-"""Expert routers: text- and vision-conditioned mixing weights."""
+"""Expert routers: text- and vision-conditioned mixing weights, and the
+sparse mixture that applies them."""
 from .expert_router import ExpertRouter
+from .mixture import expected_active_fraction, mix_experts
 
-__all__ = ['ExpertRouter']
+__all__ = ['ExpertRouter', 'mix_experts', 'expected_active_fraction']

@@ -42,16 +42,23 @@ class SERASegmentor(BaseSegmentor):
     ``out_channels`` and the head's ``in_channels`` to the neck's output
     width (``out_channels`` or ``channels``).
 
-    Training adds ``loss_balance``: ``balance_loss_weight`` times the mean
-    ``balance_loss()`` of every :class:`ExpertRouter` in the model that ran
-    in the forward (skipped when there is none or the weight is 0).
+    Training adds the routers' auxiliary losses, each the mean over every
+    :class:`ExpertRouter` that ran in the forward times its weight, logged
+    under its own key and skipped when its weight is 0 (or no router ran):
+    ``loss_balance`` (:meth:`ExpertRouter.balance_loss`), ``loss_z`` (the
+    paper's z-loss, mean squared routing logit), ``loss_z_lse`` (ST-MoE's
+    z-loss, mean squared log-sum-exp) and ``loss_assign`` (the
+    token-assignment regulariser, mean normalised routing entropy).
 
     Prediction undoes the letterbox (crop ``img_padding_size``, resize to
     ``ori_shape``), keeps the raw logits in ``seg_logits`` and thresholds
     ``sigmoid(logits) > decode_head.threshold`` into ``pred_sem_seg``. The
     metainfo ``routing`` maps every router's module name (e.g.
     ``'backbone.adapters.3.router'``, ``'neck.routers.0'``) to
-    ``{'experts': [names], 'weights': [floats]}`` for that sample.
+    ``{'experts': [names], 'weights': [floats], 'gates': [floats]}`` for
+    that sample: ``weights`` is the router's distribution (pre-top-k
+    probabilities, summing to 1), ``gates`` what the experts were mixed
+    with (zeros for experts top-k routing did not run).
 
     Only ``test_cfg.mode='whole'`` is supported: sliding windows would cut
     the referred object out of context, which is meaningless for RIS.
@@ -65,6 +72,9 @@ class SERASegmentor(BaseSegmentor):
         train_cfg: unused, kept for mmseg compatibility.
         test_cfg: dict(mode='whole').
         balance_loss_weight: weight of the routers' load-balancing loss.
+        z_loss_weight: weight of the paper's router z-loss.
+        z_lse_loss_weight: weight of ST-MoE's router z-loss.
+        assign_loss_weight: weight of the token-assignment regulariser.
         init_cfg: initialisation config.
     """
 
@@ -77,6 +87,9 @@ class SERASegmentor(BaseSegmentor):
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  balance_loss_weight: float = 0.01,
+                 z_loss_weight: float = 0.0,
+                 z_lse_loss_weight: float = 0.0,
+                 assign_loss_weight: float = 0.0,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -85,9 +98,15 @@ class SERASegmentor(BaseSegmentor):
         if mode != 'whole':
             raise ValueError(f"test_cfg.mode must be 'whole' for referring "
                              f'segmentation, got {mode!r}')
-        if balance_loss_weight < 0:
-            raise ValueError(f'balance_loss_weight must be >= 0, got '
-                             f'{balance_loss_weight}')
+        self.aux_loss_weights = {}
+        for key, value in (('balance', balance_loss_weight),
+                           ('z', z_loss_weight),
+                           ('z_lse', z_lse_loss_weight),
+                           ('assign', assign_loss_weight)):
+            if not value >= 0:
+                raise ValueError(f'{key}_loss_weight must be >= 0, got '
+                                 f'{value}')
+            self.aux_loss_weights[key] = float(value)
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         self.balance_loss_weight = float(balance_loss_weight)
@@ -178,16 +197,25 @@ class SERASegmentor(BaseSegmentor):
     def balance_loss(self) -> Optional[Tensor]:
         """Mean load-balancing loss of the routers that ran (None if
         none did)."""
-        values = [
-            r.balance_loss() for _, r in self.routers()
-            if r.last_weights is not None
-        ]
-        if not values:
-            return None
-        return torch.stack([v.reshape(()) for v in values]).mean()
+        return self.router_losses(('balance', )).get('balance')
+
+    def router_losses(self, keys: Sequence[str] = ('balance', 'z', 'z_lse',
+                                                   'assign')
+                      ) -> Dict[str, Tensor]:
+        """Unweighted auxiliary router losses of the last forward, each
+        the mean over the routers that ran (``{}`` if none did)."""
+        ran = [r for _, r in self.routers() if r.last_weights is not None]
+        if not ran:
+            return {}
+        per_key = {k: [] for k in keys}
+        for router in ran:
+            values = router.aux_losses()
+            for k in keys:
+                per_key[k].append(values[k].reshape(()))
+        return {k: torch.stack(v).mean() for k, v in per_key.items()}
 
     def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
-        """Head losses plus ``loss_balance``.
+        """Head losses plus the routers' auxiliary losses.
 
         Args:
             inputs: images (B, 3, H, W).
@@ -195,10 +223,10 @@ class SERASegmentor(BaseSegmentor):
         """
         feats = self.extract_feat(inputs, data_samples)
         losses = self.decode_head.loss(feats, data_samples, self.train_cfg)
-        if self.balance_loss_weight > 0:
-            balance = self.balance_loss()
-            if balance is not None:
-                losses['loss_balance'] = self.balance_loss_weight * balance
+        active = [k for k, w in self.aux_loss_weights.items() if w > 0]
+        if active:
+            for key, value in self.router_losses(active).items():
+                losses[f'loss_{key}'] = self.aux_loss_weights[key] * value
         return losses
 
     def predict(self,
@@ -224,9 +252,11 @@ class SERASegmentor(BaseSegmentor):
                 if router.last_weights is None:
                     continue
                 weights = router.last_weights[i].float().cpu().tolist()
+                gates = router.last_gates[i].float().cpu().tolist()
                 routing[name] = {
                     'experts': list(router.expert_names),
-                    'weights': [float(w) for w in weights]
+                    'weights': [float(w) for w in weights],
+                    'gates': [float(g) for g in gates]
                 }
             sample.set_metainfo(dict(routing=routing))
         return results
