@@ -49,12 +49,16 @@ def test_sparse_weights_run_each_expert_on_its_samples_only():
     assert all(m.scale.grad is not None for m in experts)
 
 
-def test_an_expert_no_sample_chose_is_not_run():
+def test_an_expert_no_sample_chose_is_not_run_but_gets_a_zero_grad():
     experts = _experts()
     x = torch.randn(2, 2, 3, 3)
     w = torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.4, 0.0]])
-    mix_experts(experts, x, w)
+    out = mix_experts(experts, x, w)
     assert experts[2].batches == []
+    out.sum().backward()  # DDP needs a gradient for every parameter
+    assert experts[2].scale.grad is not None
+    assert experts[2].scale.grad.item() == 0.0
+    assert experts[0].scale.grad.item() != 0.0
 
 
 def test_per_location_weights_run_densely():

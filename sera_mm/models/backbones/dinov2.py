@@ -100,8 +100,11 @@ class DINOv2Backbone(BaseAdapterBackbone):
                              adapter, adapter_indices, text_channels,
                              trainable)
         last = self.out_indices[-1]
+        # the final layernorm feeds an output only when it is applied to
+        # the last block and that block is returned
+        norm_used = final_norm and last == num_blocks - 1
         self._freeze_unused(
-            ([] if final_norm else [self.encoder.layernorm]) +
+            ([] if norm_used else [self.encoder.layernorm]) +
             list(self.encoder.encoder.layer[last + 1:]))
         self._freeze_stages([self.encoder.embeddings],
                             self.encoder.encoder.layer, frozen_stages)

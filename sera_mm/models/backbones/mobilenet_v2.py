@@ -145,6 +145,9 @@ class MobileNetV2Backbone(BaseAdapterBackbone):
                              trainable)
         for block in self.encoder.features[:max(frozen_stages, 0)]:
             block.requires_grad_(False)
+        # blocks after the last tap feed no output
+        self._freeze_unused(
+            list(self.encoder.features[self.out_indices[-1] + 1:]))
         self.train(self.training)
 
     def load_torchvision_weights(self, path: str) -> None:

@@ -1,6 +1,7 @@
 """SERA decode head: vision-language decoder, upsampling projector and a
 convolution whose kernel is generated from the sentence feature."""
 import copy
+import logging
 import math
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -27,7 +28,9 @@ def _group_count(channels: int, max_groups: int = 32) -> int:
 
 
 def _norm_layer(norm_cfg: Optional[dict], channels: int) -> nn.Module:
-    """GroupNorm (default; batch-size independent), BatchNorm or none."""
+    """GroupNorm (default; batch-size independent), BatchNorm, SyncBN
+    (``nn.SyncBatchNorm`` under a CUDA process group, else BatchNorm2d with
+    one logged warning) or none."""
     if norm_cfg is None:
         return nn.Identity()
     cfg = dict(norm_cfg)
@@ -38,9 +41,38 @@ def _norm_layer(norm_cfg: Optional[dict], channels: int) -> nn.Module:
         if channels % groups != 0:
             groups = _group_count(channels, groups)
         return nn.GroupNorm(groups, channels, **cfg)
-    if kind in ('BN', 'BN2d', 'SyncBN'):
+    if kind == 'SyncBN':
+        if sync_bn_available():
+            return nn.SyncBatchNorm(channels, **cfg)
+        _warn_sync_bn_fallback()
         return nn.BatchNorm2d(channels, **cfg)
-    raise ValueError(f"norm_cfg type must be 'GN' or 'BN', got {kind!r}")
+    if kind in ('BN', 'BN2d'):
+        return nn.BatchNorm2d(channels, **cfg)
+    raise ValueError(
+        f"norm_cfg type must be 'GN', 'BN' or 'SyncBN', got {kind!r}")
+
+
+def sync_bn_available() -> bool:
+    """Whether ``SyncBatchNorm`` can run: a process group on a backend
+    that supports it (NCCL, i.e. CUDA) is initialised. mmengine's Runner
+    initialises the group before it builds the model."""
+    import torch.distributed as dist
+    return (dist.is_available() and dist.is_initialized()
+            and dist.get_backend() == 'nccl')
+
+
+_SYNC_BN_WARNED = [False]
+
+
+def _warn_sync_bn_fallback() -> None:
+    if _SYNC_BN_WARNED[0]:
+        return
+    _SYNC_BN_WARNED[0] = True
+    from mmengine.logging import print_log
+    print_log("norm_cfg type 'SyncBN' needs a CUDA (NCCL) process group; "
+              'none is initialised (single process, CPU or gloo), so '
+              'BatchNorm2d is used instead', logger='current',
+              level=logging.WARNING)
 
 
 class _UpBlock(nn.Sequential):
@@ -105,8 +137,10 @@ class SERAHead(BaseDecodeHead):
         kernel_size: size of the sentence-generated kernel (odd).
         out_channels: must be 1 (binary mask).
         threshold: probability threshold of the prediction.
-        norm_cfg: projector norm, dict(type='GN') (default) or
-            dict(type='BN'); None for none.
+        norm_cfg: projector norm, dict(type='GN') (default),
+            dict(type='BN') or dict(type='SyncBN') (synchronised across
+            GPUs under a CUDA process group, BatchNorm otherwise); None for
+            none.
         loss_decode: loss configs (see above).
         **kwargs: other :class:`BaseDecodeHead` arguments (``ignore_index``,
             ``align_corners``, ``init_cfg``, ...).

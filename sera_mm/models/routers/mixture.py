@@ -22,7 +22,9 @@ def mix_experts(experts: Sequence[nn.Module], x: Tensor,
 
     Experts must map ``x`` (B, ...) to outputs of one common shape
     (B, ...) and treat samples independently (BatchNorm in training mode
-    sees only the routed samples).
+    sees only the routed samples). With gradients enabled, an expert that no
+    sample was routed to still receives a (zero) gradient, so distributed
+    training with ``find_unused_parameters=False`` works.
 
     Args:
         experts: E modules.
@@ -53,9 +55,11 @@ def mix_experts(experts: Sequence[nn.Module], x: Tensor,
             out = y if out is None else out + y
         return out
     out = None
+    idle = []
     for e, expert in enumerate(experts):
         idx = active[:, e].nonzero(as_tuple=True)[0]
         if idx.numel() == 0:
+            idle.append(expert)
             continue
         y = expert(x.index_select(0, idx))
         w = weights.index_select(0, idx)[:, e]
@@ -65,6 +69,14 @@ def mix_experts(experts: Sequence[nn.Module], x: Tensor,
         out = out.index_add(0, idx, y)
     if out is None:  # every weight is zero: no expert ran
         raise ValueError('mix_experts: every routing weight is zero')
+    if idle and torch.is_grad_enabled():
+        # Experts no sample was routed to stay in the autograd graph with a
+        # zero gradient, so DDP's static graph (find_unused_parameters=
+        # False) sees every trainable parameter in every iteration.
+        zero = sum(p.sum() for m in idle for p in m.parameters()
+                   if p.requires_grad)
+        if isinstance(zero, Tensor):
+            out = out + zero.to(out.dtype) * 0.0
     return out
 
 

@@ -2,10 +2,13 @@
 tokenising them to a fixed length and warning once about truncation."""
 import warnings
 from collections import OrderedDict
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+
+#: Default memory bound of the frozen-feature cache (bytes, CPU memory).
+DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024
 
 
 def check_texts(texts: Sequence[str]) -> List[str]:
@@ -41,9 +44,12 @@ class BaseTextEncoder(nn.Module):
     Feature cache: when no parameter of the encoder trains (``trainable=
     'none'``), its output for a string never changes, so ``forward`` keeps
     the features of up to ``cache_size`` recent expressions (least recently
-    used dropped first). Cached features are computed in eval mode (no
-    dropout) without gradients. Loading a state dict clears the cache. With
-    trainable parameters the cache is bypassed.
+    used dropped first), and at most ``cache_max_bytes`` bytes of them
+    (default 256 MiB; CLIP-B at L=17 is about 35 KB per expression). The
+    cache lives in CPU memory whatever the model's device, and the rows of a
+    batch are copied to the model's device when served. Cached features are
+    computed in eval mode (no dropout) without gradients. Loading a state
+    dict clears the cache. With trainable parameters the cache is bypassed.
     """
 
     tokenizer: Any
@@ -57,20 +63,35 @@ class BaseTextEncoder(nn.Module):
         self.max_length = max_length
         self._warned_truncation = False
         self.cache_size = 0
+        self.cache_max_bytes = DEFAULT_CACHE_MAX_BYTES
         self._cache: 'OrderedDict[str, Tuple[torch.Tensor, ...]]' = \
             OrderedDict()
+        self._cache_bytes = 0
         self._register_load_state_dict_pre_hook(self._clear_cache_hook)
 
-    def set_cache_size(self, cache_size: int) -> None:
-        """Enable (``> 0``) or disable (``0``) the frozen-feature cache."""
+    def set_cache_size(self, cache_size: int,
+                       max_bytes: Optional[int] = None) -> None:
+        """Enable (``> 0``) or disable (``0``) the frozen-feature cache;
+        ``max_bytes`` bounds its memory (default: keep the current bound)."""
         if not isinstance(cache_size, int) or cache_size < 0:
             raise ValueError(f'cache_size must be an int >= 0, got '
                              f'{cache_size!r}')
+        if max_bytes is not None:
+            if not isinstance(max_bytes, int) or max_bytes < 0:
+                raise ValueError(f'max_bytes must be an int >= 0, got '
+                                 f'{max_bytes!r}')
+            self.cache_max_bytes = max_bytes
         self.cache_size = cache_size
-        self._cache.clear()
+        self._clear_cache_hook()
 
     def _clear_cache_hook(self, *args, **kwargs) -> None:
         self._cache.clear()
+        self._cache_bytes = 0
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes held by the feature cache (CPU memory)."""
+        return self._cache_bytes
 
     def is_frozen(self) -> bool:
         """True when no parameter of the encoder requires gradients."""
@@ -99,17 +120,31 @@ class BaseTextEncoder(nn.Module):
                     feats = self.encode(missing)
             finally:
                 self.train(was_training)
+            fresh = {}
+            cpu = [t.detach().cpu() for t in feats]  # one copy per batch
             for i, text in enumerate(missing):
-                self._cache[text] = (feats.words[i].clone(),
-                                     feats.pad_mask[i].clone(),
-                                     feats.sentence[i].clone())
+                fresh[text] = tuple(t[i].clone() for t in cpu)
+        else:
+            fresh = {}
         rows = []
         for text in texts:
-            self._cache.move_to_end(text)
-            rows.append(self._cache[text])
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        words, pad_mask, sentence = (torch.stack(x) for x in zip(*rows))
+            if text in fresh:
+                rows.append(fresh[text])
+            else:
+                self._cache.move_to_end(text)
+                rows.append(self._cache[text])
+        for text, row in fresh.items():
+            self._cache[text] = row
+            self._cache_bytes += sum(t.numel() * t.element_size()
+                                     for t in row)
+        while self._cache and (len(self._cache) > self.cache_size or
+                               self._cache_bytes > self.cache_max_bytes):
+            _, row = self._cache.popitem(last=False)
+            self._cache_bytes -= sum(t.numel() * t.element_size()
+                                     for t in row)
+        device = next(self.parameters()).device
+        words, pad_mask, sentence = (torch.stack(x).to(device)
+                                     for x in zip(*rows))
         from .text_features import TextFeatures
         return TextFeatures(words=words, pad_mask=pad_mask, sentence=sentence)
 
