@@ -211,11 +211,15 @@ class ExpertRouter(nn.Module):
         self._live = _Live()
 
         if mode == 'learned':
+            # creation order (norms, then projections) fixes the random
+            # initialisation for a seed; keep it
             if condition != 'visual':
                 self.text_norm = nn.LayerNorm(text_channels)
-                self.text_proj = nn.Linear(text_channels, hidden_channels)
             if condition != 'text':
                 self.visual_norm = nn.LayerNorm(in_channels)
+            if condition != 'visual':
+                self.text_proj = nn.Linear(text_channels, hidden_channels)
+            if condition != 'text':
                 self.visual_proj = nn.Linear(in_channels, hidden_channels)
             self.act = nn.GELU()
             self.fc_out = nn.Linear(hidden_channels, num_experts)
@@ -292,7 +296,7 @@ class ExpertRouter(nn.Module):
             else:
                 vis = visual.mean(dim=(2, 3))  # (B, d)
             parts.append(self.visual_proj(self.visual_norm(vis)))
-        hidden = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        hidden = parts[0] if len(parts) == 1 else parts[1] + parts[0]
         return self.act(hidden)
 
     def _gates(self, probs: Tensor, noisy_logits: Tensor) -> Tensor:
