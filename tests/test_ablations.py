@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import shlex
 import statistics
 import sys
 
@@ -475,9 +476,8 @@ def test_dry_run_lists_and_skips(tmp_path, capsys):
 def _fake_python(tmp_path, rc=0):
     """An interpreter stand-in that records its arguments and writes
     final_metrics.json into --work-dir (as tools/train.py does)."""
-    script = tmp_path / 'fake_python'
-    script.write_text(
-        f'#!{sys.executable}\n'
+    body = tmp_path / 'fake_python.py'
+    body.write_text(
         'import json, os, sys\n'
         'args = sys.argv[1:]\n'
         'wd = args[args.index("--work-dir") + 1]\n'
@@ -487,6 +487,12 @@ def _fake_python(tmp_path, rc=0):
         '    json.dump({"val": {"mIoU": 12.5}},\n'
         '              open(os.path.join(wd, "final_metrics.json"), "w"))\n'
         f'sys.exit({rc})\n')
+    # a shell wrapper, not a ``#!<python>`` line: a shebang cannot hold an
+    # interpreter path with a space (a checkout in "my folder/")
+    script = tmp_path / 'fake_python'
+    script.write_text('#!/bin/sh\n'
+                      f'exec {shlex.quote(sys.executable)} '
+                      f'{shlex.quote(str(body))} "$@"\n')
     script.chmod(0o755)
     return str(script)
 

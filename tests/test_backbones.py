@@ -144,8 +144,7 @@ def test_dinov2_identity(registers):
 
 
 def test_real_sera_adapter_identity():
-    if 'SERAAdapter' not in MODELS.module_dict:
-        pytest.skip('SERAAdapter is not registered')
+    assert 'SERAAdapter' in MODELS.module_dict
     torch.manual_seed(0)
     bb = CLIPVisionBackbone(config=TINY_CLIP, out_indices=(1, 3),
                             adapter=dict(type='SERAAdapter',
@@ -372,3 +371,47 @@ def test_vit_activation_checkpointing_same_outputs_and_grads():
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name],
                                    rtol=1e-4, atol=1e-6, msg=name)
+
+
+class _CLIPLayerV4(nn.Module):
+    """transformers 4.x ``CLIPEncoderLayer.forward``: both masks required
+    positionally, tuple output."""
+
+    def forward(self, hidden_states, attention_mask, causal_attention_mask,
+                output_attentions=False):
+        assert attention_mask is None and causal_attention_mask is None
+        return (hidden_states * 2, )
+
+
+class _LayerV5(nn.Module):
+    """transformers 5 blocks: ``(hidden_states, attention_mask, **kwargs)``,
+    tensor output."""
+
+    def forward(self, hidden_states, attention_mask, **kwargs):
+        assert attention_mask is None and not kwargs
+        return hidden_states + 1
+
+
+class _DinoLayerV4(nn.Module):
+    """transformers 4.x ``Dinov2Layer.forward``: nothing required."""
+
+    def forward(self, hidden_states, head_mask=None, output_attentions=False):
+        return (hidden_states - 1, )
+
+
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_run_block_passes_the_masks_each_transformers_version_needs(with_cp):
+    from types import SimpleNamespace
+
+    from sera_mm.models.backbones.base_adapter_backbone import (
+        BaseAdapterBackbone, block_mask_args)
+    assert block_mask_args(_CLIPLayerV4()) == (None, None)
+    assert block_mask_args(_LayerV5()) == (None, )
+    assert block_mask_args(_DinoLayerV4()) == ()
+    owner = SimpleNamespace(with_cp=with_cp, training=True)
+    tokens = torch.randn(2, 5, 4, requires_grad=True)
+    for block, want in ((_CLIPLayerV4(), tokens * 2),
+                        (_LayerV5(), tokens + 1),
+                        (_DinoLayerV4(), tokens - 1)):
+        out = BaseAdapterBackbone._run_block(owner, block, tokens)
+        torch.testing.assert_close(out, want)

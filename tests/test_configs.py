@@ -24,25 +24,24 @@ VITB_MODEL = osp.join(ROOT, 'configs', '_base_', 'models',
 _BUILT = {}
 
 
+def _rel(path: str) -> str:
+    """``path`` relative to the repository root, with ``/`` separators (so
+    tests never look at the folders above the checkout)."""
+    return osp.relpath(path, ROOT).replace(osp.sep, '/')
+
+
 def _load(path):
-    try:
-        return Config.fromfile(path)
-    except FileNotFoundError as e:  # a _base_ file not written yet
-        pytest.skip(f'{osp.relpath(path, ROOT)}: missing base file ({e})')
+    """Load a config; a missing ``_base_`` file is a failure, not a skip."""
+    return Config.fromfile(path)
 
 
 def _build(model_cfg):
-    """Build (cached per distinct model config); skip when a component type
-    is not registered."""
+    """Build (cached per distinct model config). An unregistered ``type=``
+    raises (a misspelt type must fail the test)."""
     cfg = random_init_cfg(model_cfg)
     key = cfg.pretty_text if hasattr(cfg, 'pretty_text') else repr(cfg)
     if key not in _BUILT:
-        try:
-            _BUILT[key] = MODELS.build(cfg)
-        except KeyError as e:
-            if 'not in the' in str(e) and 'registry' in str(e):
-                pytest.skip(f'component not registered yet: {e}')
-            raise
+        _BUILT[key] = MODELS.build(cfg)
     return _BUILT[key]
 
 
@@ -80,19 +79,24 @@ def test_param_report_counts_by_hand(tmp_path):
 
 
 def test_configs_found():
-    names = {osp.relpath(p, ROOT) for p in CONFIGS}
+    names = {_rel(p) for p in CONFIGS}
     assert 'configs/_base_/default_runtime.py' in names
     assert 'configs/sera/sera_tiny_synthetic.py' in names
     assert len([n for n in names if n.startswith('configs/sera/')]) >= 6
 
 
 @pytest.mark.parametrize('path', CONFIGS,
-                         ids=[osp.relpath(p, ROOT) for p in CONFIGS])
+                         ids=[_rel(p) for p in CONFIGS])
 def test_config_builds(path):
     cfg = _load(path)
+    rel = _rel(path)
     if 'model' not in cfg:
-        pytest.skip('no model in this config (runtime/schedule/dataset)')
-    if '/sera/' in path:
+        # runtime / schedule / dataset parts; every leaf config has a model
+        assert rel.startswith('configs/_base_/') and \
+            not rel.startswith('configs/_base_/models/'), \
+            f'{rel}: a leaf or model config without a model'
+        return
+    if rel.startswith('configs/sera/'):
         assert cfg.default_scope == 'sera_mm'
         assert cfg.train_cfg.type in ('EpochBasedTrainLoop',
                                       'IterBasedTrainLoop')
@@ -110,6 +114,17 @@ def test_vitb_trains_under_one_percent_of_its_encoders():
     assert report['encoder_total'] > 100e6  # CLIP ViT-B/16 + text
     assert report['backbone_fraction'] < 0.01
     assert report['backbone']['adapters'] > 0
+
+
+@pytest.mark.parametrize('name,max_length', [
+    ('sera_vitb_refcoco.py', 17), ('sera_vitb_refcoco+.py', 17),
+    ('sera_vitb_refcocog-umd.py', 22), ('sera_vitb_refcocog-google.py', 22)])
+def test_clip_text_length_per_dataset(name, max_length):
+    """RefCOCOg's longer expressions get 22 CLIP tokens (as CRIS), RefCOCO
+    and RefCOCO+ 17."""
+    cfg = _load(osp.join(ROOT, 'configs', 'sera', name))
+    assert cfg.model.text_encoder.type == 'CLIPTextEncoder'
+    assert cfg.model.text_encoder.max_length == max_length
 
 
 def test_tiny_config_trains_only_what_it_should():

@@ -13,8 +13,7 @@ import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
-FAKE = '''#!{python}
-import os, sys
+FAKE = '''import os, sys
 log = os.environ['FAKE_LOG']
 installed = os.environ.get('FAKE_INSTALLED', '').split(',')
 args = sys.argv[1:]
@@ -44,8 +43,12 @@ sys.exit(3)
 
 
 def _install(tmp_path, *options, installed=(), tv_broken=False):
+    # a shell wrapper around the stand-in: a shebang line cannot hold an
+    # interpreter path with a space
+    (tmp_path / 'fake_python.py').write_text(FAKE)
     py = tmp_path / 'python'
-    py.write_text(FAKE.format(python=sys.executable))
+    py.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n'
+                  % (sys.executable, tmp_path / 'fake_python.py'))
     py.chmod(0o755)
     log = tmp_path / 'pip.log'
     env = dict(os.environ, PYTHON=str(py), FAKE_LOG=str(log),

@@ -13,11 +13,13 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 def _echo(tmp_path, name):
     """An executable ``name`` that prints its arguments one per line and
     the PYTHONPATH it saw."""
+    script = tmp_path / f'{name}.py'
+    script.write_text('import os, sys\n'
+                      'print("PYTHONPATH=" + os.environ.get("PYTHONPATH", ""))\n'
+                      'print("\\n".join(sys.argv[1:]))\n')
+    # a shell wrapper: a shebang line cannot hold a path with a space
     path = tmp_path / name
-    path.write_text(f'#!{sys.executable}\n'
-                    'import os, sys\n'
-                    'print("PYTHONPATH=" + os.environ.get("PYTHONPATH", ""))\n'
-                    'print("\\n".join(sys.argv[1:]))\n')
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
     path.chmod(0o755)
     return str(path)
 

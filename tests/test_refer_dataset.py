@@ -296,7 +296,6 @@ def test_synthetic_dataset_generates_once(tmp_path, monkeypatch):
 def test_synthetic_dataset_with_real_generator(tmp_path):
     """A tiny benchmark from the real generator reads back with typed
     expressions on every split."""
-    pytest.importorskip('sera_mm.datasets.synthetic')
     pipe = [dict(type='LoadReferImage'), dict(type='Letterbox', size=32),
             dict(type='LoadReferMask'), dict(type='PackReferInputs')]
     gen = dict(num_images=20, seed=0, image_size=48, progress=False)

@@ -83,6 +83,7 @@ EXPECTED = {
     'spatial/Prec@0.8': 0.0,
     'spatial/Prec@0.9': 0.0,
     'spatial/count': 2,
+    'count': 4,
 }
 
 
@@ -127,8 +128,11 @@ def test_untyped_samples_only_overall():
     metric = ReferMetric()
     metric.process({}, samples)
     out = metric.evaluate(4)
-    assert set(out) == {'mIoU', 'oIoU', *(f'Prec@{t}' for t in THRESHOLDS)}
+    assert set(out) == {'mIoU', 'oIoU', *(f'Prec@{t}' for t in THRESHOLDS),
+                        'count'}
     assert out['mIoU'] == pytest.approx(56.25)
+    assert out['count'] == 4
+    assert list(out)[0] == 'mIoU'  # what save_best='auto' picks
 
 
 def test_seg_data_sample_input():
@@ -183,7 +187,7 @@ def test_empty_results_warn_and_zero():
     with mock.patch('sera_mm.evaluation.refer_metric.print_log') as log:
         out = metric.compute_metrics([])
     assert out == {'mIoU': 0.0, 'oIoU': 0.0,
-                   **{f'Prec@{t}': 0.0 for t in THRESHOLDS}}
+                   **{f'Prec@{t}': 0.0 for t in THRESHOLDS}, 'count': 0}
     assert log.call_args.kwargs['level'] == logging.WARNING
     assert metric.evaluate(0) == out  # through BaseMetric as well
 
@@ -353,3 +357,18 @@ def test_final_metrics_table_rows():
     assert lines[2].startswith('| val | all | 4 | 50.00 | 40.00 | 50.00 |')
     assert lines[3].startswith('| val | attribute | 2 | 75.00 |')
     assert lines[4].startswith('| val | spatial | 2 | 25.00 |')
+
+
+def test_final_metrics_table_counts_untyped_expressions():
+    """RefCOCO has no expression types: the "all" row still gets the number
+    of evaluated expressions (ReferMetric's ``count``)."""
+    from sera_mm.engine.final_evaluation import metrics_table
+    samples = _hand_samples()
+    for s in samples:
+        s['expr_type'] = None
+    metric = ReferMetric()
+    metric.process({}, samples)
+    table = metrics_table({'val': metric.evaluate(4)})
+    lines = table.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[2].startswith('| val | all | 4 | 56.25 |')

@@ -5,6 +5,7 @@ import os
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 import importlib.util  # noqa: E402
+import json  # noqa: E402
 import warnings  # noqa: E402
 
 import pytest  # noqa: E402
@@ -54,6 +55,50 @@ def test_clip_tokenizer_offline(tmp_path):
     again = build_clip_tokenizer(cache_dir=str(tmp_path / 'tok'))
     assert again('a photo of a cat')['input_ids'] == ids
     assert find_clip_bpe_file().endswith('bpe_simple_vocab_16e6.txt.gz')
+
+
+def _tiny_tokenizer_files(folder):
+    """A 4-token BPE vocabulary in the cache layout build_clip_tokenizer
+    reads (no BPE download needed)."""
+    folder.mkdir()
+    vocab = {'<|startoftext|>': 0, '<|endoftext|>': 1, 'a': 2, 'a</w>': 3}
+    (folder / 'vocab.json').write_text(json.dumps(vocab))
+    (folder / 'merges.txt').write_text('#version: 0.2\n')
+    return vocab
+
+
+def test_clip_tokenizer_with_the_installed_transformers(tmp_path):
+    _tiny_tokenizer_files(tmp_path / 'tok')
+    tok = build_clip_tokenizer(cache_dir=str(tmp_path / 'tok'))
+    assert len(tok) == 4
+    assert tok('a a')['input_ids'] == [0, 3, 3, 1]
+
+
+def test_clip_tokenizer_with_transformers4_signature(tmp_path, monkeypatch):
+    """transformers 4.x: CLIPTokenizer takes (vocab_file, merges_file); the
+    tokenizer is then built from the two files (CLIPTokenizerFast)."""
+    import transformers
+    _tiny_tokenizer_files(tmp_path / 'tok')
+    calls = []
+
+    class SlowTokenizerV4:
+        def __init__(self, vocab_file, merges_file, errors='replace',
+                     **kwargs):
+            raise AssertionError('the slow 4.x tokenizer is not used')
+
+    class FastTokenizerV4:
+        def __init__(self, vocab_file=None, merges_file=None,
+                     tokenizer_file=None, **kwargs):
+            calls.append((vocab_file, merges_file, kwargs))
+
+    # resolve both lazy attributes first: loading one may set the other
+    assert transformers.CLIPTokenizer and transformers.CLIPTokenizerFast
+    monkeypatch.setattr(transformers, 'CLIPTokenizer', SlowTokenizerV4)
+    monkeypatch.setattr(transformers, 'CLIPTokenizerFast', FastTokenizerV4)
+    tok = build_clip_tokenizer(cache_dir=str(tmp_path / 'tok'))
+    assert isinstance(tok, FastTokenizerV4)
+    assert calls == [(str(tmp_path / 'tok' / 'vocab.json'),
+                      str(tmp_path / 'tok' / 'merges.txt'), {})]
 
 
 def test_clip_text_shapes_and_pad_mask(clip_encoder):

@@ -500,6 +500,46 @@ def test_infer_tool_missing_image(trained, tmp_path):
     assert not (tmp_path / 'out').exists()
 
 
+def test_infer_cli_bad_input_is_one_line_without_traceback(trained, tmp_path):
+    """``tools/infer.py ... --text ""`` as a command: exit status 2 and one
+    ``error:`` line on stderr, no traceback (tools run through run_cli)."""
+    rgb = _write_image(tmp_path / 'rgb.png', np.zeros((32, 32, 3), np.uint8))
+    out_dir = tmp_path / 'out'
+    proc = subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'infer.py'), TINY_CFG,
+         trained.ckpt4, '--image', rgb, '--text', '', '--out-dir',
+         str(out_dir)],
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1'))
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error:')]
+    assert len(errors) == 1, proc.stderr
+    assert 'non-empty' in errors[0]
+    # nothing after the error line (third-party import warnings may come
+    # before it)
+    assert proc.stderr.rstrip('\n').splitlines()[-1] == errors[0]
+    assert not (out_dir / 'predictions.json').exists()
+
+
+def test_infer_tool_writes_atomically(trained, tmp_path, monkeypatch):
+    replaced = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        replaced.append(osp.basename(os.fspath(dst)))
+        real_replace(src, dst)
+
+    rgb = _write_image(tmp_path / 'rgb.png', np.zeros((32, 40, 3), np.uint8))
+    monkeypatch.setattr(os, 'replace', replace)
+    infer_tool.main([TINY_CFG, trained.ckpt4, '--image', rgb, '--text',
+                     'the red circle', '--out-dir', str(tmp_path / 'out')])
+    assert replaced == ['rgb_0_mask.png', 'rgb_0_overlay.png',
+                        'predictions.json']
+    assert sorted(os.listdir(tmp_path / 'out')) == [
+        'predictions.json', 'rgb_0_mask.png', 'rgb_0_overlay.png']
+
+
 # --------------------------------------------------------------------------
 # 7. distributed training on CPU
 # --------------------------------------------------------------------------
@@ -553,3 +593,35 @@ def test_publish_checkpoint_keeps_weights_drops_training_state(trained,
     a, b = init_model(TINY_CFG, dst), init_model(TINY_CFG, trained.ckpt4)
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
+
+
+# --------------------------------------------------------------------------
+# 8. final evaluation on several splits
+# --------------------------------------------------------------------------
+def test_evaluate_splits_runs_its_own_loops(trained):
+    from sera_mm.engine.final_evaluation import evaluate_splits
+    runner = trained.runner
+    configured = (runner._test_dataloader, runner._test_evaluator)
+    results = evaluate_splits(runner, ['testA', 'testB'],
+                              out_name='final_tt')
+    # the runner's own test dataloader and evaluator configs are untouched,
+    # and its test loop (which mmengine builds lazily, e.g. for the logged
+    # iteration counts) is the configured one
+    assert configured[0] is runner._test_dataloader
+    assert configured[1] is runner._test_evaluator
+    assert runner.cfg.test_dataloader.dataset.split == 'val'
+    assert runner.test_loop.dataloader.dataset.split == 'val'
+    work_dir = Path(trained.work_dir)
+    table = (work_dir / 'final_tt.md').read_text().splitlines()
+    assert json.loads((work_dir / 'final_tt.json').read_text()) == results
+    for split in ('testA', 'testB'):
+        for key in METRIC_KEYS:
+            assert 0.0 <= results[split][key] <= 100.0
+        # one per-expression row per evaluated expression
+        csv_rows = (work_dir / 'per_sample' / f'{split}.csv').read_text() \
+            .strip().splitlines()[1:]
+        assert results[split]['count'] == len(csv_rows) > 0
+        all_row = [ln for ln in table if ln.startswith(f'| {split} | all |')]
+        assert len(all_row) == 1
+        assert all_row[0].split('|')[3].strip() == str(len(csv_rows))
+    assert results['testA'] != results['testB']

@@ -72,6 +72,21 @@ def test_flip_swaps_left_right_words():
     assert kept['text'] == 'left' and not kept['flip']
 
 
+def test_flip_swaps_refcoco_abbreviations():
+    """RefCOCO writes "lft" and "rt": swapped as whole words, case kept."""
+    assert swap_left_right('lft guy') == 'rt guy'
+    assert swap_left_right('rt side, Lft one, RT, LFT') == \
+        'lft side, Rt one, LFT, RT'
+    assert swap_left_right('far rt.') == 'far lft.'
+    assert swap_left_right('(lft)') == '(rt)'
+    # not inside other words
+    for text in ('art shirt', 'rtx card', 'lfts', 'start', 'heartbeat'):
+        assert swap_left_right(text) == text
+    img = np.zeros((2, 2, 3), np.uint8)
+    out = ReferRandomFlip(prob=1.0)(dict(img=img, text='2nd from rt'))
+    assert out['text'] == '2nd from lft'
+
+
 def test_pack_keeps_text_and_ids_and_rejects_empty_text():
     res = dict(img=np.zeros((8, 8, 3), np.uint8),
                gt_seg_map=np.ones((8, 8), np.uint8), text='the cat',

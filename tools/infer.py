@@ -25,6 +25,8 @@ from mmengine.config import DictAction
 
 from sera_mm.apis import (inference_model, init_model, prediction_mask,
                           save_prediction)
+from sera_mm.engine.atomic_io import atomic_write_json
+from sera_mm.utils.cli import add_debug_argument, run_cli
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
                     '.webp')
@@ -44,6 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.pairs is None and args.image is None:
         parser.error('give --image with --text, or --pairs')
@@ -132,13 +135,12 @@ def main(argv=None) -> List[dict]:
             records.append(record)
             print(f'{image} | "{text}" | foreground {record["foreground"]:.1%}'
                   f' | {paths["mask"]}')
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(osp.join(args.out_dir, 'predictions.json'), 'w') as f:
-        json.dump(records, f, indent=1, default=str)
+    atomic_write_json(records, osp.join(args.out_dir, 'predictions.json'),
+                      indent=1, default=str)
     print(f'{len(records)} predictions for {len(jobs)} images written to '
           f'{args.out_dir}')
     return records
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

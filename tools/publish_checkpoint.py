@@ -24,6 +24,7 @@ import torch  # noqa: E402
 
 from sera_mm.engine.atomic_io import atomic_write_bytes  # noqa: E402
 from sera_mm.engine.pet_checkpoint import read_checkpoint  # noqa: E402
+from sera_mm.utils.cli import add_debug_argument, run_cli  # noqa: E402
 
 #: Top-level entries kept; everything else only serves --resume.
 KEPT_KEYS = ('state_dict', 'meta')
@@ -60,6 +61,7 @@ def main(argv=None) -> None:
     parser.add_argument('dst', help='output file')
     parser.add_argument('--force', action='store_true',
                         help='replace an existing output file')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     digest = publish(args.src, args.dst, args.force)
     size = osp.getsize(args.dst) / 2**20
@@ -67,4 +69,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -38,6 +38,7 @@ from sera_mm.engine.launch_utils import (add_custom_hook,
 from sera_mm.engine.pet_checkpoint import is_pet_checkpoint, unwrap_model
 from sera_mm.registry import RUNNERS
 from sera_mm.utils import register_all_modules
+from sera_mm.utils.cli import add_debug_argument, run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,6 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -110,4 +112,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -12,6 +12,13 @@ Examples::
 ``--amp``: with CUDA, mmengine's ``AmpOptimWrapper`` (fp16 with dynamic loss
 scaling); without CUDA, ``CPUAmpOptimWrapper`` (bfloat16 autocast, the only
 dtype CPU autocast supports; no loss scaling needed).
+
+Unless the config names an optimizer wrapper constructor, the optimizer is
+built by ``SummaryOptimWrapperConstructor``: the console gets one summary
+line of the parameter groups, the per-parameter lines go to the log file
+only. Bad input (a missing file, a wrong option value) is one ``error:``
+line and exit status 2 (1 for a RuntimeError); ``--debug`` keeps the
+traceback.
 """
 import argparse
 import os
@@ -26,10 +33,12 @@ from mmengine.runner import Runner
 
 from sera_mm.engine import cleanup_distributed, setup_distributed
 from sera_mm.engine.final_evaluation import evaluate_splits
+from sera_mm.engine.optim_wrappers import use_summary_constructor
 from sera_mm.engine.launch_utils import (enable_amp, load_config,
                                          resolve_work_dir)
 from sera_mm.registry import RUNNERS
 from sera_mm.utils import register_all_modules
+from sera_mm.utils.cli import add_debug_argument, run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,6 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         '(e.g. val testA testB) and write <work_dir>/final_metrics.md/.json;'
         ' default: the config\'s final_test_splits, if any')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -71,6 +81,9 @@ def main(argv=None) -> None:
     register_all_modules(init_default_scope=True)
     cfg = load_config(args.config, args.cfg_options)
     resolve_work_dir(cfg, args.config, args.work_dir)
+    # one summary line instead of one console line per parameter (the
+    # per-parameter records stay in the log file)
+    use_summary_constructor(cfg)
     if args.amp:
         enable_amp(cfg)
     if args.resume == 'auto':
@@ -96,4 +109,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -6,6 +6,9 @@ _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/schedules/schedule_50e_refcoco.py'
 ]
+# RefCOCOg expressions are longer than RefCOCO's: 22 CLIP tokens (SOT and
+# EOT included), as CRIS uses, instead of the base model's 17
+model = dict(text_encoder=dict(max_length=22))
 train_dataloader = dict(batch_size=8)
 default_hooks = dict(
     logger=dict(interval=50),

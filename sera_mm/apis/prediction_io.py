@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 from mmseg.structures import SegDataSample
 
+from sera_mm.engine.atomic_io import atomic_write_image
 from .image_io import ImageInput, load_image_bgr
 
 #: BGR colour of the predicted region in overlays.
@@ -86,7 +87,8 @@ def draw_overlay(image: np.ndarray,
 def save_prediction(image: ImageInput, sample: SegDataSample, out_dir: str,
                     stem: str) -> Dict[str, str]:
     """Write ``<out_dir>/<stem>_mask.png`` (0/255) and
-    ``<out_dir>/<stem>_overlay.png`` (image + coloured mask + expression).
+    ``<out_dir>/<stem>_overlay.png`` (image + coloured mask + expression),
+    each atomically (temporary file + rename).
 
     Args:
         image: the image the prediction was made on (path, BGR array or PIL).
@@ -112,7 +114,8 @@ def save_prediction(image: ImageInput, sample: SegDataSample, out_dir: str,
     os.makedirs(out_dir, exist_ok=True)
     paths = dict(mask=osp.join(out_dir, f'{stem}_mask.png'),
                  overlay=osp.join(out_dir, f'{stem}_overlay.png'))
-    cv2.imwrite(paths['mask'], mask.astype(np.uint8) * 255)
-    cv2.imwrite(paths['overlay'],
-                draw_overlay(img, mask, str(sample.metainfo.get('text', ''))))
+    atomic_write_image(paths['mask'], mask.astype(np.uint8) * 255)
+    atomic_write_image(
+        paths['overlay'],
+        draw_overlay(img, mask, str(sample.metainfo.get('text', ''))))
     return paths

@@ -2,7 +2,6 @@
 dataset."""
 import json
 import os.path as osp
-import pickle
 import random
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -11,6 +10,7 @@ from mmengine.logging import print_log
 from mmengine.registry import DefaultScope, init_default_scope
 
 from sera_mm.registry import DATASETS
+from sera_mm.utils.safe_pickle import load_plain_pickle
 
 #: Splits of each public partition (split_by).
 SPLITS: Dict[str, Sequence[str]] = {
@@ -37,7 +37,7 @@ def _decode_py2(obj: Any) -> Any:
             return obj.decode('latin-1')
     if isinstance(obj, dict):
         return {_decode_py2(k): _decode_py2(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
+    if isinstance(obj, (list, tuple, set, frozenset)):
         return type(obj)(_decode_py2(v) for v in obj)
     return obj
 
@@ -85,6 +85,8 @@ class ReferDataset(BaseDataset):
         ValueError: unknown ``split_by``, ``split`` or ``train_mode``; an
             empty expression (unless ``skip_empty``); a split with no refs.
         FileNotFoundError: a missing refs, instances or image file.
+        sera_mm.utils.safe_pickle.UnsafePickleError: a refs file that is not
+            a plain-data pickle (it names a function or class to call).
         KeyError: a ref whose annotation or image is not in instances.json.
     """
 
@@ -150,14 +152,14 @@ class ReferDataset(BaseDataset):
     def _read_refs(self) -> List[dict]:
         path = self._require(osp.join(self.data_root, self.refs_file),
                              'refs file')
-        with open(path, 'rb') as f:
-            try:
-                refs = pickle.load(f)
-            except UnicodeDecodeError:
-                # a python-2 pickle with non-ASCII str: read the bytes and
-                # decode them as UTF-8 ourselves
-                f.seek(0)
-                refs = _decode_py2(pickle.load(f, encoding='bytes'))
+        # plain data only: a refs file naming any other global (e.g.
+        # os.system) raises UnsafePickleError instead of running it
+        try:
+            refs = load_plain_pickle(path)
+        except UnicodeDecodeError:
+            # a python-2 pickle with non-ASCII str: read the bytes and
+            # decode them as UTF-8 ourselves
+            refs = _decode_py2(load_plain_pickle(path, encoding='bytes'))
         if not isinstance(refs, list):
             raise ValueError(f'{path}: expected a pickled list of refs, got '
                              f'{type(refs).__name__}')
@@ -199,6 +201,24 @@ class ReferDataset(BaseDataset):
             print_log(msg + ': skipped', logger='current')
         return out
 
+    def _ref_target(self, ref: dict, anns: Dict[Any, dict]) -> dict:
+        """The fields of a ref's item that describe what it refers to:
+        ``ann_id``, ``category_id`` and ``segmentation`` (the one
+        annotation's polygons or RLE). Subclasses with other targets
+        (several annotations, none) override it.
+
+        Raises:
+            KeyError: the annotation is not in instances.json.
+        """
+        ann = anns.get(ref.get('ann_id'))
+        if ann is None:
+            raise KeyError(f'ref_id {ref.get("ref_id")}: annotation id '
+                           f'{ref.get("ann_id")} is not in {self.ann_file}')
+        return dict(ann_id=ann['id'],
+                    category_id=ref.get('category_id',
+                                        ann.get('category_id')),
+                    segmentation=ann['segmentation'])
+
     def load_data_list(self) -> List[dict]:
         refs = self._read_refs()
         coco = self._read_instances()
@@ -211,11 +231,7 @@ class ReferDataset(BaseDataset):
             if ref.get('split') != self.split:
                 continue
             ref_id = ref.get('ref_id')
-            ann = anns.get(ref.get('ann_id'))
-            if ann is None:
-                raise KeyError(f'ref_id {ref_id}: annotation id '
-                               f'{ref.get("ann_id")} is not in '
-                               f'{self.ann_file}')
+            target = self._ref_target(ref, anns)
             img = images.get(ref.get('image_id'))
             if img is None:
                 raise KeyError(f'ref_id {ref_id}: image id '
@@ -231,10 +247,8 @@ class ReferDataset(BaseDataset):
             base = dict(
                 img_path=img_path,
                 ref_id=ref_id,
-                ann_id=ann['id'],
                 image_id=img['id'],
-                category_id=ref.get('category_id', ann.get('category_id')),
-                segmentation=ann['segmentation'],
+                **target,
                 height=int(img['height']),
                 width=int(img['width']),
                 seg_fields=[],

@@ -1,9 +1,10 @@
 """Training/testing machinery: PET checkpoints, atomic saving, CPU
-distributed launching, CPU mixed precision, hooks."""
+distributed launching, CPU mixed precision, the optimizer constructor with a
+summarised log, hooks."""
 from .atomic_io import AtomicLocalBackend, atomic_torch_save
 from .dist import cleanup_distributed, setup_distributed
 from .hooks import PETCheckpointHook, PredictionDumpHook, StateDigestHook
-from .optim_wrappers import CPUAmpOptimWrapper
+from .optim_wrappers import CPUAmpOptimWrapper, SummaryOptimWrapperConstructor
 from .pet_checkpoint import (CheckpointMismatchError, CheckpointReadError,
                              is_pet_checkpoint, load_checkpoint_any,
                              load_full_checkpoint, load_pet_checkpoint,
@@ -12,7 +13,8 @@ from .pet_checkpoint import (CheckpointMismatchError, CheckpointReadError,
 __all__ = [
     'AtomicLocalBackend', 'atomic_torch_save', 'setup_distributed',
     'cleanup_distributed', 'PETCheckpointHook', 'PredictionDumpHook',
-    'StateDigestHook', 'CPUAmpOptimWrapper', 'CheckpointMismatchError',
-    'CheckpointReadError', 'is_pet_checkpoint', 'load_checkpoint_any',
-    'load_full_checkpoint', 'load_pet_checkpoint', 'read_checkpoint'
+    'StateDigestHook', 'CPUAmpOptimWrapper', 'SummaryOptimWrapperConstructor',
+    'CheckpointMismatchError', 'CheckpointReadError', 'is_pet_checkpoint',
+    'load_checkpoint_any', 'load_full_checkpoint', 'load_pet_checkpoint',
+    'read_checkpoint'
 ]

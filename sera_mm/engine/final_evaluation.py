@@ -1,8 +1,15 @@
-"""Evaluate a trained runner on several splits and write one metric table."""
+"""Evaluate a trained runner on several splits and write one metric table.
+
+Each split gets its own test loop, built through the Runner's public API
+(:meth:`~mmengine.runner.Runner.build_test_loop` with the split's dataloader
+and evaluator configs, which the loop builds with ``Runner.build_dataloader``
+and ``Runner.build_evaluator``) and run with ``loop.run()``; the runner's own
+test loop, dataloader and evaluator are left as configured.
+"""
 import copy
 import json
 import os.path as osp
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
@@ -53,7 +60,11 @@ def metrics_table(results: Dict[str, Dict[str, float]]) -> str:
     for split, metrics in results.items():
         types = sorted({k.split('/')[0] for k in metrics if '/' in k})
         counts = {t: int(float(metrics.get(f'{t}/count', 0))) for t in types}
-        rows = [('all', sum(counts.values()) or '', '')]
+        # ReferMetric's ``count``: every evaluated expression, typed or not
+        total = metrics.get('count')
+        total = int(float(total)) if total is not None else \
+            (sum(counts.values()) or '')
+        rows = [('all', total, '')]
         rows += [(t, counts[t], f'{t}/') for t in types]
         for name, count, prefix in rows:
             vals = [metrics.get(prefix + m) for m in TABLE_METRICS]
@@ -63,24 +74,53 @@ def metrics_table(results: Dict[str, Dict[str, float]]) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def _split_loop_cfg(loop_cfg: Optional[dict], dataloader: dict,
+                    evaluator) -> dict:
+    """A test loop config that carries its own dataloader and evaluator
+    configs (``Runner.build_test_loop`` then builds them; it only falls back
+    to the runner's own for keys that are absent)."""
+    cfg = copy.deepcopy(dict(loop_cfg or {}))
+    for key in ('dataloader', 'evaluator'):
+        if key in cfg:
+            raise ValueError(f'test_cfg: unexpected key {key!r}; the '
+                             f'dataloader and evaluator come from '
+                             f'test_dataloader and test_evaluator')
+    cfg.setdefault('type', 'TestLoop')
+    cfg.update(dataloader=dataloader, evaluator=evaluator)
+    return cfg
+
+
 def evaluate_splits(runner, splits: Sequence[str],
                     out_name: str = 'final_metrics') -> Dict[str, dict]:
-    """Run the test loop of ``runner`` once per split and write
+    """Run a test loop of ``runner`` once per split and write
     ``<work_dir>/<out_name>.md`` and ``.json`` (all metrics per split).
 
+    The ``ReferMetric`` of each split writes its per-expression IoUs to
+    ``<work_dir>/per_sample/<split>.csv`` unless the config names an
+    ``output_file``; ``ReferVisualizationHook`` pictures go to
+    ``<work_dir>/vis/<split>``.
+
     Args:
-        runner: a trained mmengine Runner (its test dataloader config is
-            the template; only the dataset's ``split`` changes).
+        runner: a trained mmengine Runner (its ``test_dataloader``,
+            ``test_cfg`` and ``test_evaluator`` configs are the template;
+            only the dataset's ``split`` changes).
         splits: e.g. ``('val', 'testA', 'testB')``.
+        out_name: file name stem of the table.
 
     Returns:
         ``{split: metrics}``.
+
+    Raises:
+        KeyError: the config has no ``test_dataloader`` or
+            ``test_evaluator``, or the test dataset has no split field.
     """
     template = copy.deepcopy(runner.cfg.get('test_dataloader'))
     if template is None:
         raise KeyError('evaluate_splits needs test_dataloader in the config')
-    loop_cfg = copy.deepcopy(runner.cfg.get('test_cfg') or
-                             dict(type='TestLoop'))
+    evaluator_template = runner.cfg.get('test_evaluator')
+    if evaluator_template is None:
+        raise KeyError('evaluate_splits needs test_evaluator in the config')
+    loop_template = runner.cfg.get('test_cfg')
     results: Dict[str, dict] = {}
     vis_hooks = [h for h in runner.hooks
                  if type(h).__name__ == 'ReferVisualizationHook']
@@ -89,14 +129,15 @@ def evaluate_splits(runner, splits: Sequence[str],
             hook.out_dir = osp.join(runner.work_dir, 'vis', split)
         loader = copy.deepcopy(template)
         _set_split(loader['dataset'], split)
-        runner._test_dataloader = loader
-        runner._test_loop = copy.deepcopy(loop_cfg)
-        evaluator = copy.deepcopy(runner.cfg.get('test_evaluator'))
+        evaluator = copy.deepcopy(evaluator_template)
         _set_per_sample_output(evaluator, runner.work_dir, split)
-        runner._test_evaluator = evaluator
-        print_log(f'final evaluation on split {split!r}', logger='current')
+        loop = runner.build_test_loop(
+            _split_loop_cfg(loop_template, loader, evaluator))
+        print_log(f'final evaluation on split {split!r} '
+                  f'({len(loop.dataloader.dataset)} expressions)',
+                  logger='current')
         results[split] = {k: (float(v) if isinstance(v, (int, float)) else v)
-                          for k, v in runner.test().items()}
+                          for k, v in loop.run().items()}
     if is_main_process():
         table = metrics_table(results)
         print_log('final metrics (percent):\n' + table, logger='current')

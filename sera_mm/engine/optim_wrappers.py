@@ -1,18 +1,39 @@
-"""Mixed precision on CPU.
+"""Optimizer wrappers and their constructor.
 
-mmengine's ``AmpOptimWrapper`` asserts a GPU/NPU/MLU is present. On CPU,
-autocast supports bfloat16 only; bf16 has fp32's exponent range, so no loss
-scaling is needed and the wrapper is a plain ``OptimWrapper`` whose
-``optim_context`` enables ``torch.autocast('cpu', dtype=torch.bfloat16)``.
+Mixed precision on CPU: mmengine's ``AmpOptimWrapper`` asserts a GPU/NPU/MLU
+is present. On CPU, autocast supports bfloat16 only; bf16 has fp32's
+exponent range, so no loss scaling is needed and the wrapper is a plain
+``OptimWrapper`` whose ``optim_context`` enables
+``torch.autocast('cpu', dtype=torch.bfloat16)``.
+
+A quieter console: mmengine's ``DefaultOptimWrapperConstructor`` logs one
+line per parameter (``paramwise_options -- <name>:lr=...`` for every option
+of every trainable parameter, ``<name> is skipped since its
+requires_grad=False`` for every frozen one), several hundred lines for a
+model with frozen encoders. :class:`SummaryOptimWrapperConstructor` (what
+``tools/train.py`` uses unless the config names a constructor) keeps those
+records out of the console, leaves them in the log file, and logs one
+summary line instead.
 """
+import logging
+import re
+from collections import Counter
 from contextlib import contextmanager
-from typing import Iterator, Union
+from typing import Iterator, List, Union
 
 import torch
-from mmengine.optim import OptimWrapper
+from mmengine.logging import MMLogger, print_log
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from torch import nn
 
-from sera_mm.registry import OPTIM_WRAPPERS
+from sera_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
+
+#: Messages of mmengine's constructor that concern a single parameter.
+PER_PARAMETER_PATTERNS = (
+    re.compile(r'^paramwise_options -- \S+:\w+='),
+    re.compile(r'^\S+ is skipped since its requires_grad=False$'),
+    re.compile(r'^\S* is duplicate\. It is skipped since bypass_duplicate='),
+)
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -39,3 +60,139 @@ class CPUAmpOptimWrapper(OptimWrapper):
         with super().optim_context(model), torch.autocast(
                 device_type='cpu', dtype=self.cast_dtype):
             yield
+
+
+class PerParameterRecordFilter(logging.Filter):
+    """Drop the optimizer constructor's per-parameter records
+    (:data:`PER_PARAMETER_PATTERNS`); ``dropped`` counts them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+    @staticmethod
+    def is_per_parameter(record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed record: keep it
+            return False
+        return any(p.match(message) for p in PER_PARAMETER_PATTERNS)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.is_per_parameter(record):
+            self.dropped += 1
+            return False
+        return True
+
+
+def console_handlers(logger: logging.Logger) -> List[logging.Handler]:
+    """The stream handlers of ``logger`` that are not file handlers (an
+    MMLogger's console handler)."""
+    return [h for h in logger.handlers
+            if isinstance(h, logging.StreamHandler)
+            and not isinstance(h, logging.FileHandler)]
+
+
+@contextmanager
+def per_parameter_records_off_console(
+        logger: logging.Logger) -> Iterator[PerParameterRecordFilter]:
+    """Within the block, the console handlers of ``logger`` drop the
+    per-parameter records; file handlers still write them."""
+    record_filter = PerParameterRecordFilter()
+    handlers = console_handlers(logger)
+    for handler in handlers:
+        handler.addFilter(record_filter)
+    try:
+        yield record_filter
+    finally:
+        for handler in handlers:
+            handler.removeFilter(record_filter)
+
+
+def _fmt(value) -> str:
+    return f'{value:g}' if isinstance(value, (int, float)) else str(value)
+
+
+def param_group_summary(model: nn.Module,
+                        optimizer: torch.optim.Optimizer) -> str:
+    """One line: trainable tensors (and values) per lr / weight-decay
+    group, frozen tensors skipped (or, without ``paramwise_cfg``, handed to
+    the optimizer but never updated), tensors with ``lr_mult`` and with
+    ``decay_mult`` (what the per-parameter records said one by one)."""
+    groups: Counter = Counter()
+    lr_mult = decay_mult = trainable = values = frozen_in = 0
+    in_optimizer = set()
+    for group in optimizer.param_groups:
+        params = [p for p in group['params'] if p.requires_grad]
+        in_optimizer.update(id(p) for p in group['params'])
+        frozen_in += len(group['params']) - len(params)
+        if not params:
+            continue
+        n = len(params)
+        trainable += n
+        values += sum(p.numel() for p in params)
+        key = f"lr={_fmt(group.get('lr'))} " \
+            f"wd={_fmt(group.get('weight_decay', 0))}"
+        groups[key] += n
+        lr_mult += n if 'lr_mult' in group else 0
+        decay_mult += n if 'decay_mult' in group else 0
+    skipped = sum(1 for p in model.parameters()
+                  if not p.requires_grad and id(p) not in in_optimizer)
+    by_group = '; '.join(f'{k}: {v}' for k, v in groups.items())
+    line = (f'optimizer {type(optimizer).__name__}: {trainable} trainable '
+            f'parameter tensors ({values / 1e6:.3f} M values) in '
+            f'{len(groups)} lr/weight-decay groups ({by_group}); {skipped} '
+            f'frozen tensors skipped (requires_grad=False)')
+    if frozen_in:
+        line += f', {frozen_in} frozen tensors in the optimizer (not updated)'
+    line += (f'; custom_keys with lr_mult: {lr_mult}, with decay_mult: '
+             f'{decay_mult}')
+    return line
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class SummaryOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """mmengine's default constructor, with its per-parameter log records
+    kept off the console (still in the log file) and one INFO summary line
+    (:func:`param_group_summary`) after the optimizer is built.
+
+    Select it with ``optim_wrapper=dict(constructor=
+    'SummaryOptimWrapperConstructor', ...)``; ``tools/train.py`` does so
+    when the config names no constructor.
+    """
+
+    def __call__(self, model: nn.Module) -> OptimWrapper:
+        logger = MMLogger.get_current_instance()
+        with per_parameter_records_off_console(logger) as record_filter:
+            wrapper = super().__call__(model)
+        module = model.module if hasattr(model, 'module') else model
+        optimizer = getattr(wrapper, 'optimizer', None)
+        if isinstance(optimizer, torch.optim.Optimizer):
+            line = param_group_summary(module, optimizer)
+            if record_filter.dropped:
+                to_file = any(isinstance(h, logging.FileHandler)
+                              for h in logger.handlers)
+                line += (f' ({record_filter.dropped} per-parameter lines '
+                         + ('in the log file only)' if to_file else
+                            'not shown on the console)'))
+            print_log(line, logger='current')
+        return wrapper
+
+
+def use_summary_constructor(cfg) -> bool:
+    """Make ``cfg.optim_wrapper`` use :class:`SummaryOptimWrapperConstructor`
+    when it names no constructor (a config with several optimizers, as a
+    dict of wrappers, is left alone). Returns whether it was set."""
+    optim = cfg.get('optim_wrapper') if hasattr(cfg, 'get') else None
+    if not isinstance(optim, dict) or 'constructor' in optim or \
+            'optimizer' not in optim:
+        return False
+    optim['constructor'] = 'SummaryOptimWrapperConstructor'
+    return True
+
+
+__all__: List[str] = [
+    'CPUAmpOptimWrapper', 'SummaryOptimWrapperConstructor',
+    'PerParameterRecordFilter', 'per_parameter_records_off_console',
+    'param_group_summary', 'use_summary_constructor'
+]

@@ -119,7 +119,9 @@ class ReferMetric(BaseMetric):
     both (1, H, W) at the original image resolution (values > 0 are
     foreground); metainfo ``sent_id``, ``ref_id`` and ``expr_type`` are used
     when present. Keys have no prefix: ``mIoU``, ``oIoU``, ``Prec@0.5``, ...,
-    ``<expr_type>/mIoU``, ..., ``<expr_type>/count``.
+    ``<expr_type>/mIoU``, ..., ``<expr_type>/count``, and ``count`` (the
+    number of evaluated expressions; last, so ``save_best='auto'`` still
+    picks ``mIoU``).
 
     Args:
         thresholds: IoU thresholds of the ``Prec@X`` keys (strict ``>``).
@@ -192,7 +194,9 @@ class ReferMetric(BaseMetric):
             print_log('ReferMetric: no sample was evaluated; every metric is '
                       'reported as 0.', logger='current',
                       level=logging.WARNING)
-            return dict(_summarise(np.zeros(0), 0, 0, self.thresholds))
+            metrics = dict(_summarise(np.zeros(0), 0, 0, self.thresholds))
+            metrics['count'] = 0
+            return metrics
         inters = np.array([r[0] for r in results], dtype=np.int64)
         unions = np.array([r[1] for r in results], dtype=np.int64)
         ious = sample_ious(inters, unions)
@@ -209,6 +213,7 @@ class ReferMetric(BaseMetric):
                 metrics[f'{expr_type}/{key}'] = value
             metrics[f'{expr_type}/count'] = int(sel.sum())
             rows.append((expr_type, int(sel.sum()), dict(group)))
+        metrics['count'] = len(results)  # evaluated expressions
         print_log('\n' + self.format_table(rows), logger='current')
         if self.output_file:
             self.write_output(results, ious, metrics)

@@ -102,6 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'this process (faster)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
+    from sera_mm.utils.cli import add_debug_argument
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     for name in ('batch_size', 'runs', 'threads'):
         if getattr(args, name) < 1:
@@ -388,4 +390,5 @@ def main(argv=None) -> Dict[str, Any]:
 
 
 if __name__ == '__main__':
-    main()
+    from sera_mm.utils.cli import run_cli
+    run_cli(main)

@@ -17,6 +17,7 @@ import os.path as osp
 import sys
 from typing import Dict, Optional
 
+from sera_mm.utils.cli import add_debug_argument, run_cli
 from sera_mm.utils.param_report import parameter_report
 
 __all__ = ['parameter_report', 'format_report']
@@ -72,6 +73,7 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='override config entries, key=value')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -107,4 +109,4 @@ def main(argv=None) -> Dict:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -23,6 +23,8 @@ from typing import List, Optional
 import sera_mm  # noqa: F401  (mmcv.ops fallback, safe checkpoint loading)
 from mmengine.config import DictAction
 
+from sera_mm.utils.cli import add_debug_argument, run_cli
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -47,6 +49,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, key=value')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.max_samples is not None and args.max_samples < 1:
         parser.error(f'--max-samples must be >= 1, got {args.max_samples}')
@@ -119,4 +122,4 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    run_cli(main, sys.argv[1:])

@@ -8,19 +8,22 @@ from mmcv.transforms import BaseTransform
 
 from sera_mm.registry import TRANSFORMS
 
-#: Words whose meaning mirrors under a horizontal flip.
+#: Words whose meaning mirrors under a horizontal flip, including the
+#: abbreviations RefCOCO's annotators used ("lft guy", "rt side").
 MIRROR_WORDS: Dict[str, str] = {
     'left': 'right', 'right': 'left',
     'leftmost': 'rightmost', 'rightmost': 'leftmost',
     'lefter': 'righter', 'righter': 'lefter',
     'leftside': 'rightside', 'rightside': 'leftside',
+    'lft': 'rt', 'rt': 'lft',
 }
 _PATTERN = re.compile(r'\b(' + '|'.join(MIRROR_WORDS) + r')\b',
                       re.IGNORECASE)
 
 
 def swap_left_right(text: str) -> str:
-    """'the man on the left' -> 'the man on the right' (case kept)."""
+    """'the man on the left' -> 'the man on the right' (case kept; whole
+    words only, so 'lft' -> 'rt' but 'art' and 'lefty' stay)."""
 
     def repl(match: 're.Match') -> str:
         word = match.group(0)

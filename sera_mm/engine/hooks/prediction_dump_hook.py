@@ -1,16 +1,17 @@
 """``PredictionDumpHook``: write every test prediction as a PNG mask plus a
-JSON index (what ``tools/test.py --out DIR`` turns on)."""
-import json
+JSON index (what ``tools/test.py --out DIR`` turns on). Every file is written
+atomically (temporary file + rename): an interrupted test leaves complete
+masks and either the previous index or none, never a truncated one."""
 import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
-import cv2
 import numpy as np
 from mmengine.dist import all_gather_object, is_main_process
 from mmengine.hooks import Hook
 
 from sera_mm.registry import HOOKS
+from ..atomic_io import atomic_write_image, atomic_write_json
 
 _META_KEYS = ('img_path', 'text', 'ref_id', 'sent_id', 'ann_id', 'image_id',
               'category_id', 'expr_type', 'ori_shape')
@@ -81,8 +82,8 @@ class PredictionDumpHook(Hook):
             pred = sample.pred_sem_seg.data.squeeze(0).cpu().numpy() > 0
             name = self._name(runner, meta)
             rel = osp.join('masks', f'{name}.png')
-            cv2.imwrite(osp.join(self.out_dir, rel),
-                        pred.astype(np.uint8) * 255)
+            atomic_write_image(osp.join(self.out_dir, rel),
+                               pred.astype(np.uint8) * 255)
             record = {k: _jsonable(meta.get(k)) for k in _META_KEYS}
             record.update(mask=rel, pred_fraction=float(pred.mean()))
             if 'gt_sem_seg' in sample:
@@ -104,7 +105,7 @@ class PredictionDumpHook(Hook):
         records = [r for part in gathered for r in part]
         records.sort(key=lambda r: (str(r.get('img_path')),
                                     str(r.get('sent_id')), r['mask']))
-        with open(osp.join(self.out_dir, 'predictions.json'), 'w') as f:
-            json.dump(records, f, indent=1)
+        atomic_write_json(records, osp.join(self.out_dir, 'predictions.json'),
+                          indent=1)
         runner.logger.info(f'wrote {len(records)} predictions to '
                            f'{self.out_dir}')

@@ -1,7 +1,8 @@
 """Shared logic of the backbone wrappers: adapters after selected blocks,
 parameter-efficient tuning of the wrapped encoder and frozen BatchNorm."""
 import copy
-from typing import Dict, List, Optional, Sequence
+import inspect
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -23,6 +24,31 @@ def _check_indices(name: str, indices: Sequence[int],
     if len(set(indices)) != len(indices):
         raise ValueError(f'{name} has duplicates: {indices}')
     return indices
+
+
+_BLOCK_EXTRA_ARGS: Dict[type, int] = {}
+
+
+def block_mask_args(block: nn.Module) -> Tuple[None, ...]:
+    """The ``None`` masks a transformers encoder block needs after its
+    hidden states: one per required positional parameter of its
+    ``forward``, read from the signature (cached per class).
+
+    transformers 5 blocks take ``(hidden_states, attention_mask, **kwargs)``
+    while 4.x ``CLIPEncoderLayer`` also requires ``causal_attention_mask``
+    positionally and 4.x ``Dinov2Layer`` none; passing exactly the required
+    ones works with both.
+    """
+    cls = type(block)
+    if cls not in _BLOCK_EXTRA_ARGS:
+        params = list(inspect.signature(block.forward).parameters.values())
+        required = [
+            p for p in params[1:]
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.default is p.empty
+        ]
+        _BLOCK_EXTRA_ARGS[cls] = len(required)
+    return (None, ) * _BLOCK_EXTRA_ARGS[cls]
 
 
 def load_matching_state_dict(model: nn.Module, state_dict: Dict[str, Tensor],
@@ -128,9 +154,10 @@ class BaseAdapterBackbone(nn.Module):
         if (self.with_cp and self.training and torch.is_grad_enabled()
                 and (tokens.requires_grad or any(
                     p.requires_grad for p in block.parameters()))):
-            out = checkpoint(block, tokens, None, use_reentrant=False)
+            out = checkpoint(block, tokens, *block_mask_args(block),
+                             use_reentrant=False)
         else:
-            out = block(tokens, None)
+            out = block(tokens, *block_mask_args(block))
         return out[0] if isinstance(out, (tuple, list)) else out
 
     def _adapt(self, idx: int, tokens: Tensor, hw, num_prefix: int,

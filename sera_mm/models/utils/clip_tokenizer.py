@@ -6,10 +6,14 @@ vocabulary is rebuilt from OpenAI's BPE merges file
 with OpenAI's construction: the 256 byte symbols, the same with ``</w>``,
 one token per merge, then ``<|startoftext|>`` and ``<|endoftext|>``
 (49408 tokens). ``vocab.json`` and ``merges.txt`` are written once into a
-cache folder (atomically) and loaded by ``transformers.CLIPTokenizer``.
+cache folder (atomically) and loaded by ``transformers.CLIPTokenizer``
+(transformers 5: from the vocabulary and merges themselves; 4.x, whose
+``CLIPTokenizer`` takes file paths: ``CLIPTokenizerFast`` from the two
+files, the same tokenizers-backed BPE).
 """
 import gzip
 import importlib.util
+import inspect
 import json
 import os
 import os.path as osp
@@ -116,9 +120,17 @@ def build_clip_tokenizer(pretrained: Optional[str] = None,
     if not (osp.isfile(osp.join(cache_dir, 'vocab.json'))
             and osp.isfile(osp.join(cache_dir, 'merges.txt'))):
         _write_cache(cache_dir, find_clip_bpe_file())
-    with open(osp.join(cache_dir, 'vocab.json'), encoding='utf-8') as f:
+    vocab_file = osp.join(cache_dir, 'vocab.json')
+    merges_file = osp.join(cache_dir, 'merges.txt')
+    if 'vocab' not in inspect.signature(CLIPTokenizer.__init__).parameters:
+        # transformers 4.x: CLIPTokenizer(vocab_file, merges_file) is the
+        # slow python BPE; the fast one reads the same files
+        from transformers import CLIPTokenizerFast
+        return CLIPTokenizerFast(vocab_file=vocab_file,
+                                 merges_file=merges_file)
+    with open(vocab_file, encoding='utf-8') as f:
         vocab = json.load(f)
-    with open(osp.join(cache_dir, 'merges.txt'), encoding='utf-8') as f:
+    with open(merges_file, encoding='utf-8') as f:
         merges = [tuple(line.split()) for line in f.read().split('\n')[1:]
                   if line.strip()]
     return CLIPTokenizer(vocab=vocab, merges=merges)
