@@ -19,6 +19,9 @@ from .atomic_io import atomic_write_bytes
 #: Columns of the summary table, in order.
 TABLE_METRICS = ('mIoU', 'oIoU', 'Prec@0.5', 'Prec@0.6', 'Prec@0.7',
                  'Prec@0.8', 'Prec@0.9')
+#: Columns for the generalised metric (:class:`GReferMetric`, ``gIoU`` key).
+GENERALISED_TABLE_METRICS = ('gIoU', 'cIoU', 'N-acc', 'T-acc', 'Prec@0.7',
+                             'Prec@0.8', 'Prec@0.9')
 
 
 def _set_split(dataset_cfg: dict, split: str) -> None:
@@ -54,9 +57,12 @@ def _set_per_sample_output(evaluator_cfg, work_dir: str, split: str) -> None:
 
 def metrics_table(results: Dict[str, Dict[str, float]]) -> str:
     """Markdown: one row per split (overall), then per split and expression
-    type (``<type>/<metric>`` keys of :class:`ReferMetric`)."""
-    head = '| split | type | count | ' + ' | '.join(TABLE_METRICS) + ' |'
-    lines = [head, '|' + '---|' * (3 + len(TABLE_METRICS))]
+    type (``<type>/<metric>`` keys of :class:`ReferMetric`, or of
+    :class:`GReferMetric` when the results carry ``gIoU``)."""
+    columns = GENERALISED_TABLE_METRICS if any(
+        'gIoU' in m for m in results.values()) else TABLE_METRICS
+    head = '| split | type | count | ' + ' | '.join(columns) + ' |'
+    lines = [head, '|' + '---|' * (3 + len(columns))]
     for split, metrics in results.items():
         types = sorted({k.split('/')[0] for k in metrics if '/' in k})
         counts = {t: int(float(metrics.get(f'{t}/count', 0))) for t in types}
@@ -67,7 +73,7 @@ def metrics_table(results: Dict[str, Dict[str, float]]) -> str:
         rows = [('all', total, '')]
         rows += [(t, counts[t], f'{t}/') for t in types]
         for name, count, prefix in rows:
-            vals = [metrics.get(prefix + m) for m in TABLE_METRICS]
+            vals = [metrics.get(prefix + m) for m in columns]
             cells = ['' if v is None else f'{float(v):.2f}' for v in vals]
             lines.append(f'| {split} | {name} | {count} | ' +
                          ' | '.join(cells) + ' |')

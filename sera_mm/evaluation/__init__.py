@@ -1,4 +1,6 @@
-"""Evaluation metrics for referring image segmentation."""
+"""Evaluation metrics for referring image segmentation (and its
+generalised, multi-/no-target form)."""
+from .grefer_metric import GReferMetric, gref_summary
 from .refer_metric import ReferMetric, sample_ious
 
-__all__ = ['ReferMetric', 'sample_ious']
+__all__ = ['ReferMetric', 'sample_ious', 'GReferMetric', 'gref_summary']

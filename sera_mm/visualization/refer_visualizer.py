@@ -295,7 +295,10 @@ def compose_refer_panel(image: np.ndarray,
                         routing: Optional[Routing] = None,
                         panel_height: int = 256,
                         router_mode: str = 'average',
-                        iou: Optional[float] = None) -> np.ndarray:
+                        iou: Optional[float] = None,
+                        no_target: Optional[bool] = None,
+                        no_target_score: Optional[float] = None
+                        ) -> np.ndarray:
     """One picture for one expression.
 
     Panels, left to right, all ``panel_height`` high: the image with the
@@ -313,7 +316,14 @@ def compose_refer_panel(image: np.ndarray,
         panel_height: height of every panel in pixels.
         router_mode: see :func:`routing_bar_data`.
         iou: IoU to print on the prediction; computed from the masks when
-            None and both are given.
+            None and both are given (1 when both are empty: a correctly
+            rejected no-target expression).
+        no_target: the expression names nothing (generalised RIS): the GT
+            panel is titled "ground truth: no target". An empty GT without
+            the flag is titled "ground truth: empty".
+        no_target_score: a no-target head's probability, printed on the
+            prediction panel ("NT 0.93"); an empty prediction is titled
+            "prediction: empty".
 
     Returns:
         (panel_height + title strip, W_total, 3) uint8 BGR.
@@ -330,12 +340,20 @@ def compose_refer_panel(image: np.ndarray,
     panels = [_titled(resize_to_height(
         draw_caption(image, text, 'bottom'), panel_height), 'image')]
     if gt is not None:
+        title = 'ground truth'
+        if no_target:
+            title += ': no target'
+        elif not gt.any():
+            title += ': empty'
         panels.append(_titled(resize_to_height(
-            overlay_mask(image, gt, GT_COLOR), panel_height), 'ground truth'))
+            overlay_mask(image, gt, GT_COLOR), panel_height), title))
     if pred is not None:
         if iou is None and gt is not None:
             iou = mask_iou(pred, gt)
-        title = 'prediction' + (f'  IoU {iou:.3f}' if iou is not None else '')
+        title = 'prediction' + ('' if pred.any() else ': empty')
+        title += f'  IoU {iou:.3f}' if iou is not None else ''
+        if no_target_score is not None:
+            title += f'  NT {float(no_target_score):.2f}'
         panels.append(_titled(resize_to_height(
             overlay_mask(image, pred, PRED_COLOR), panel_height), title))
     if routing:

@@ -1,4 +1,5 @@
-"""Generate the synthetic referring benchmark in the public REFER layout.
+"""Generate the synthetic referring benchmark in the public REFER layout,
+or its generalised variant in the gRefCOCO layout.
 
 Layout written under ``out_dir``::
 
@@ -7,6 +8,14 @@ Layout written under ``out_dir``::
     refs(synthetic).p       # pickled list of refs (protocol 2)
     .complete               # JSON summary, written last
 
+The generalised variant (:func:`generate_synthetic_grefer`) writes
+``grefs(synthetic).json`` instead of the pickle: refs whose ``ann_id`` and
+``category_id`` are lists (``[-1]`` with ``no_target: true`` when the
+expression names nothing), whose sentences carry their structured
+``query``, and every image record of ``instances.json`` carries a ``scene``
+description (its shapes' attributes, positions, areas and overlaps) from
+which every ref's target set can be recomputed.
+
 Splits: ``train``, ``val`` and ``testA`` share one distribution in which
 the (colour, shape) pairs of :data:`HELDOUT_PAIRS` never appear; ``testB``
 is ``round(num_images * testb_fraction)`` extra images whose every ref
@@ -14,24 +23,29 @@ targets a held-out pair (compositional generalisation).
 
 Everything derives from ``seed``: image ``i`` uses
 ``numpy.random.default_rng([seed, i])`` and files are written with fixed
-ordering, so two runs with the same arguments give identical bytes.
+ordering, so two runs with the same arguments give identical bytes. The
+generalised variant draws its extra refs from a second stream
+``default_rng([seed, i, 1])``, so its images and single-target refs are
+those of the REFER variant with the same arguments (up to
+``max_refs_per_image``).
 """
 import os
 import os.path as osp
 import warnings
 from collections import Counter
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from .expressions import (EXPR_TYPES, expression_candidates,
                           pick_expressions, tokenize)
+from .gexpressions import GREF_TYPES, choose_gref_refs
 from .scenes import HELDOUT_PAIRS, Scene, referable, sample_scene
 from .shapes import SHAPE_NAMES, encode_rle
-from .writer import (IMAGE_DIR, INSTANCES_FILE, MARKER, REFS_FILE,
-                     atomic_directory, check_target, dump_json, dump_refs,
-                     read_summary)
+from .writer import (GREFS_FILE, IMAGE_DIR, INSTANCES_FILE, MARKER,
+                     REFS_FILE, atomic_directory, check_target, dump_json,
+                     dump_refs, read_summary)
 
 SPLITS = ('train', 'val', 'testA', 'testB')
 FORMAT_VERSION = 1
@@ -104,6 +118,191 @@ def _choose_refs(rng: np.random.Generator, scene: Scene, compositional: bool,
     return out
 
 
+def _check_args(num_images, split_ratios, testb_fraction,
+                image_size) -> Dict[str, int]:
+    counts = split_counts(num_images, split_ratios, testb_fraction)
+    if int(image_size) < 32:
+        raise ValueError(f'image_size must be >= 32, got {image_size}')
+    return counts
+
+
+def _reuse(out_dir: str, refs_file: str, wanted: dict) -> dict:
+    summary = read_summary(out_dir, refs_file)
+    diff = {k: (summary.get(k), v) for k, v in wanted.items()
+            if summary.get(k) != v}
+    if diff:
+        warnings.warn(f'{out_dir!r} already holds a synthetic dataset '
+                      f'generated with other arguments {diff} '
+                      '(stored, requested); pass overwrite=True to '
+                      'regenerate it')
+    return summary
+
+
+def _scene_record(scene: Scene, ann_of: Dict[int, int]) -> dict:
+    """JSON description of a scene: what the resolvers read."""
+    objects = []
+    for o in scene.objects:
+        objects.append(dict(
+            index=o.index, ann_id=ann_of.get(o.index), shape=o.shape,
+            colour=o.colour, size=o.size, thickness=o.thickness,
+            cx=o.cx, cy=o.cy, radius=o.radius, full_area=o.full_area,
+            visible_area=o.visible_area,
+            referable=bool(referable(scene, o))))
+    return dict(objects=objects,
+                cover=[[float(v) for v in row] for row in scene.cover])
+
+
+def _query_record(query: dict) -> dict:
+    """A query with tuples turned into lists (JSON)."""
+    def plain(v):
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        return v
+    return {k: plain(v) for k, v in query.items()}
+
+
+def _generate(out_dir: str, gref: Optional[dict], num_images: int,
+              seed: int, image_size: int, split_ratios: Sequence[float],
+              testb_fraction: float, progress: bool, overwrite: bool,
+              max_refs_per_image: int) -> dict:
+    """Both variants: ``gref`` None writes the REFER layout, else the
+    gRefCOCO layout with ``gref = dict(multi_prob=, no_target_prob=)``."""
+    counts = _check_args(num_images, split_ratios, testb_fraction,
+                         image_size)
+    refs_file = REFS_FILE if gref is None else GREFS_FILE
+    action = check_target(out_dir, overwrite, refs_file)
+    if action == 'reuse':
+        wanted = dict(num_images=num_images, seed=seed,
+                      image_size=image_size)
+        if gref is not None:
+            wanted.update(gref)
+        return _reuse(out_dir, refs_file, wanted)
+
+    from tqdm import tqdm
+
+    types = EXPR_TYPES if gref is None else EXPR_TYPES + GREF_TYPES
+    split_of = [s for s in SPLITS for _ in range(counts[s])]
+    total = len(split_of)
+    images, annotations, refs = [], [], []
+    type_counts: Counter = Counter()
+    gref_types: Counter = Counter()
+    sent_types: Counter = Counter()
+    ref_split: Counter = Counter()
+    sent_split: Counter = Counter()
+    ann_id, ref_id, sent_id = 1, 0, 0
+    with atomic_directory(out_dir, refs_file) as tmp:
+        img_dir = osp.join(tmp, IMAGE_DIR)
+        os.makedirs(img_dir)
+        bar = tqdm(total=total, disable=not progress,
+                   desc='synthetic refer', unit='img')
+        for i, split in enumerate(split_of):
+            image_id = i + 1
+            rng = np.random.default_rng([int(seed), i])
+            compositional = split == 'testB'
+            while True:
+                scene = sample_scene(rng, image_size, compositional)
+                chosen = _choose_refs(rng, scene, compositional, type_counts,
+                                      max_refs_per_image)
+                if chosen:
+                    break
+            file_name = f'synthetic_{image_id:06d}.png'
+            ok = cv2.imwrite(osp.join(img_dir, file_name),
+                             np.ascontiguousarray(scene.image[..., ::-1]))
+            if not ok:
+                raise OSError(f'could not write {file_name} in {img_dir}')
+            image = dict(id=image_id, file_name=file_name,
+                         height=scene.height, width=scene.width)
+            images.append(image)
+            ann_of = {}
+            for obj in scene.objects:
+                if obj.visible_area == 0:
+                    continue
+                ann_of[obj.index] = ann_id
+                annotations.append(dict(
+                    id=ann_id, image_id=image_id,
+                    category_id=SHAPE_NAMES.index(obj.shape) + 1,
+                    segmentation=annotation_segmentation(obj),
+                    area=float(obj.visible_area),
+                    bbox=_bbox(obj.visible_mask), iscrowd=0,
+                    colour=obj.colour))
+                ann_id += 1
+            # (expr_type, target indices, expressions) of every ref
+            items = [(expr_type, (index, ), exprs)
+                     for index, expr_type, exprs in chosen]
+            if gref is not None:
+                image['scene'] = _scene_record(scene, ann_of)
+                items += choose_gref_refs(
+                    np.random.default_rng([int(seed), i, 1]), scene,
+                    compositional, gref['multi_prob'],
+                    gref['no_target_prob'])
+            for expr_type, targets, exprs in items:
+                sentences = []
+                for e in exprs:
+                    sent = dict(sent_id=sent_id, sent=e.text, raw=e.text,
+                                tokens=tokenize(e.text), expr_type=expr_type)
+                    if gref is not None:
+                        sent['query'] = _query_record(e.query)
+                    sentences.append(sent)
+                    sent_id += 1
+                    sent_types[expr_type] += 1
+                if gref is None:
+                    obj = scene.objects[targets[0]]
+                    refs.append(dict(
+                        ref_id=ref_id, ann_id=ann_of[targets[0]],
+                        image_id=image_id, split=split, sentences=sentences,
+                        sent_ids=[s['sent_id'] for s in sentences],
+                        category_id=SHAPE_NAMES.index(obj.shape) + 1,
+                        file_name=file_name, expr_type=expr_type))
+                else:
+                    if expr_type in GREF_TYPES:
+                        gref_types[expr_type] += 1
+                    cats = [SHAPE_NAMES.index(scene.objects[t].shape) + 1
+                            for t in targets]
+                    refs.append(dict(
+                        ref_id=ref_id,
+                        ann_id=[ann_of[t] for t in targets] or [-1],
+                        image_id=image_id, split=split, sentences=sentences,
+                        sent_ids=[s['sent_id'] for s in sentences],
+                        category_id=cats or [-1], no_target=not targets,
+                        file_name=file_name, expr_type=expr_type))
+                ref_id += 1
+                ref_split[split] += 1
+                sent_split[split] += len(sentences)
+            bar.update(1)
+        bar.close()
+        categories = [dict(id=k + 1, name=n, supercategory='shape')
+                      for k, n in enumerate(SHAPE_NAMES)]
+        description = 'SERA-MM synthetic referring benchmark'
+        if gref is not None:
+            description += ' (generalised: multi-target and no-target)'
+        dump_json(dict(images=images, annotations=annotations,
+                       categories=categories,
+                       info=dict(description=description,
+                                 version=FORMAT_VERSION)),
+                  osp.join(tmp, INSTANCES_FILE))
+        if gref is None:
+            dump_refs(refs, osp.join(tmp, REFS_FILE))
+        else:
+            dump_json(refs, osp.join(tmp, GREFS_FILE))
+        all_types = Counter(type_counts) + gref_types
+        summary = dict(
+            format_version=FORMAT_VERSION, num_images=num_images, seed=seed,
+            image_size=image_size, split_ratios=list(split_ratios),
+            testb_fraction=testb_fraction,
+            max_refs_per_image=max_refs_per_image,
+            heldout_pairs=[list(p) for p in HELDOUT_PAIRS],
+            total_images=total, images=dict(counts),
+            refs={s: ref_split[s] for s in SPLITS},
+            sentences={s: sent_split[s] for s in SPLITS},
+            refs_per_type={t: all_types[t] for t in types},
+            sentences_per_type={t: sent_types[t] for t in types},
+            num_annotations=len(annotations))
+        if gref is not None:
+            summary.update(variant='gref', **gref)
+        dump_json(summary, osp.join(tmp, MARKER))
+    return summary
+
+
 def generate_synthetic_refer(out_dir: str,
                              num_images: int = 2000,
                              seed: int = 0,
@@ -135,108 +334,50 @@ def generate_synthetic_refer(out_dir: str,
         FileExistsError: ``out_dir`` exists, is not empty and was not
             written by this generator.
     """
-    counts = split_counts(num_images, split_ratios, testb_fraction)
-    if int(image_size) < 32:
-        raise ValueError(f'image_size must be >= 32, got {image_size}')
-    action = check_target(out_dir, overwrite)
-    if action == 'reuse':
-        summary = read_summary(out_dir)
-        wanted = dict(num_images=num_images, seed=seed,
-                      image_size=image_size)
-        diff = {k: (summary.get(k), v) for k, v in wanted.items()
-                if summary.get(k) != v}
-        if diff:
-            warnings.warn(f'{out_dir!r} already holds a synthetic dataset '
-                          f'generated with other arguments {diff} '
-                          '(stored, requested); pass overwrite=True to '
-                          'regenerate it')
-        return summary
+    return _generate(out_dir, None, num_images, seed, image_size,
+                     split_ratios, testb_fraction, progress, overwrite,
+                     max_refs_per_image)
 
-    from tqdm import tqdm
 
-    split_of = [s for s in SPLITS for _ in range(counts[s])]
-    total = len(split_of)
-    images, annotations, refs = [], [], []
-    type_counts: Counter = Counter()
-    sent_types: Counter = Counter()
-    ref_split: Counter = Counter()
-    sent_split: Counter = Counter()
-    ann_id, ref_id, sent_id = 1, 0, 0
-    with atomic_directory(out_dir) as tmp:
-        img_dir = osp.join(tmp, IMAGE_DIR)
-        os.makedirs(img_dir)
-        bar = tqdm(total=total, disable=not progress,
-                   desc='synthetic refer', unit='img')
-        for i, split in enumerate(split_of):
-            image_id = i + 1
-            rng = np.random.default_rng([int(seed), i])
-            compositional = split == 'testB'
-            while True:
-                scene = sample_scene(rng, image_size, compositional)
-                chosen = _choose_refs(rng, scene, compositional, type_counts,
-                                      max_refs_per_image)
-                if chosen:
-                    break
-            file_name = f'synthetic_{image_id:06d}.png'
-            ok = cv2.imwrite(osp.join(img_dir, file_name),
-                             np.ascontiguousarray(scene.image[..., ::-1]))
-            if not ok:
-                raise OSError(f'could not write {file_name} in {img_dir}')
-            images.append(dict(id=image_id, file_name=file_name,
-                               height=scene.height, width=scene.width))
-            ann_of = {}
-            for obj in scene.objects:
-                if obj.visible_area == 0:
-                    continue
-                ann_of[obj.index] = ann_id
-                annotations.append(dict(
-                    id=ann_id, image_id=image_id,
-                    category_id=SHAPE_NAMES.index(obj.shape) + 1,
-                    segmentation=annotation_segmentation(obj),
-                    area=float(obj.visible_area),
-                    bbox=_bbox(obj.visible_mask), iscrowd=0,
-                    colour=obj.colour))
-                ann_id += 1
-            for index, expr_type, exprs in chosen:
-                obj = scene.objects[index]
-                sentences = []
-                for e in exprs:
-                    sentences.append(dict(sent_id=sent_id, sent=e.text,
-                                          raw=e.text,
-                                          tokens=tokenize(e.text),
-                                          expr_type=expr_type))
-                    sent_id += 1
-                    sent_types[expr_type] += 1
-                refs.append(dict(
-                    ref_id=ref_id, ann_id=ann_of[index], image_id=image_id,
-                    split=split, sentences=sentences,
-                    sent_ids=[s['sent_id'] for s in sentences],
-                    category_id=SHAPE_NAMES.index(obj.shape) + 1,
-                    file_name=file_name, expr_type=expr_type))
-                ref_id += 1
-                ref_split[split] += 1
-                sent_split[split] += len(sentences)
-            bar.update(1)
-        bar.close()
-        categories = [dict(id=k + 1, name=n, supercategory='shape')
-                      for k, n in enumerate(SHAPE_NAMES)]
-        dump_json(dict(images=images, annotations=annotations,
-                       categories=categories,
-                       info=dict(description='SERA-MM synthetic referring '
-                                 'benchmark', version=FORMAT_VERSION)),
-                  osp.join(tmp, INSTANCES_FILE))
-        dump_refs(refs, osp.join(tmp, REFS_FILE))
-        summary = dict(
-            format_version=FORMAT_VERSION, num_images=num_images, seed=seed,
-            image_size=image_size, split_ratios=list(split_ratios),
-            testb_fraction=testb_fraction,
-            max_refs_per_image=max_refs_per_image,
-            heldout_pairs=[list(p) for p in HELDOUT_PAIRS],
-            total_images=total, images=dict(counts),
-            refs={s: ref_split[s] for s in SPLITS},
-            sentences={s: sent_split[s] for s in SPLITS},
-            refs_per_type={t: type_counts[t] for t in EXPR_TYPES},
-            sentences_per_type={t: sent_types[t] for t in EXPR_TYPES},
-            num_annotations=len(annotations))
-        dump_json(summary, osp.join(tmp, MARKER))
-    return summary
+def generate_synthetic_grefer(out_dir: str,
+                              num_images: int = 2000,
+                              seed: int = 0,
+                              image_size: int = 256,
+                              split_ratios: Sequence[float] = (0.8, 0.1,
+                                                               0.1),
+                              testb_fraction: float = 0.1,
+                              progress: bool = True,
+                              overwrite: bool = False,
+                              max_refs_per_image: int = 2,
+                              multi_prob: float = 0.7,
+                              no_target_prob: float = 0.5) -> dict:
+    """Write the generalised synthetic benchmark (gRefCOCO layout) to
+    ``out_dir``: the single-target refs of :func:`generate_synthetic_refer`
+    plus, per image, a multi-target ref (``expr_type='multi'``, probability
+    ``multi_prob``) and a no-target ref (``expr_type='no_target'``,
+    probability ``no_target_prob``) when the scene allows one (see
+    :mod:`sera_mm.datasets.synthetic.gexpressions`). In testB every
+    multi-target set holds a held-out colour-shape pair.
+
+    Args:
+        out_dir, num_images, seed, image_size, split_ratios,
+        testb_fraction, progress, overwrite, max_refs_per_image: as for
+            :func:`generate_synthetic_refer` (``max_refs_per_image``
+            counts single-target refs only).
+        multi_prob: probability of a multi-target ref per image.
+        no_target_prob: probability of a no-target ref per image.
+
+    Returns:
+        Summary dict as :func:`generate_synthetic_refer`'s, with
+        ``variant='gref'``, the two probabilities and the new types in
+        ``refs_per_type`` / ``sentences_per_type``.
+    """
+    for name, value in (('multi_prob', multi_prob),
+                        ('no_target_prob', no_target_prob)):
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f'{name} must be in [0, 1], got {value}')
+    gref = dict(multi_prob=float(multi_prob),
+                no_target_prob=float(no_target_prob))
+    return _generate(out_dir, gref, num_images, seed, image_size,
+                     split_ratios, testb_fraction, progress, overwrite,
+                     max_refs_per_image)

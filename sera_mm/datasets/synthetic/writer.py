@@ -16,13 +16,19 @@ from typing import Iterator, Optional
 
 MARKER = '.complete'
 REFS_FILE = 'refs(synthetic).p'
+#: Refs of the generalised (gRefCOCO-layout) variant.
+GREFS_FILE = 'grefs(synthetic).json'
 INSTANCES_FILE = 'instances.json'
 IMAGE_DIR = 'images'
 
 
-def is_synthetic_refer_complete(out_dir: str) -> bool:
+def is_synthetic_refer_complete(out_dir: str,
+                                refs_file: str = REFS_FILE) -> bool:
     """Whether ``out_dir`` holds a complete generated dataset: a readable
-    completion marker, both annotation files and the image folder."""
+    completion marker, both annotation files (the refs file is
+    ``refs_file``: ``refs(synthetic).p`` for the REFER variant,
+    ``grefs(synthetic).json`` for the generalised one) and the image
+    folder."""
     marker = osp.join(out_dir, MARKER)
     if not osp.isfile(marker):
         return False
@@ -31,14 +37,15 @@ def is_synthetic_refer_complete(out_dir: str) -> bool:
             json.load(f)
     except (OSError, ValueError):
         return False
-    return (osp.isfile(osp.join(out_dir, REFS_FILE))
+    return (osp.isfile(osp.join(out_dir, refs_file))
             and osp.isfile(osp.join(out_dir, INSTANCES_FILE))
             and osp.isdir(osp.join(out_dir, IMAGE_DIR)))
 
 
-def read_summary(out_dir: str) -> Optional[dict]:
+def read_summary(out_dir: str,
+                 refs_file: str = REFS_FILE) -> Optional[dict]:
     """The summary stored in a complete dataset's marker, else None."""
-    if not is_synthetic_refer_complete(out_dir):
+    if not is_synthetic_refer_complete(out_dir, refs_file):
         return None
     with open(osp.join(out_dir, MARKER), 'r', encoding='utf-8') as f:
         return json.load(f)
@@ -56,7 +63,8 @@ def dump_refs(refs: list, path: str) -> None:
         pickle.dump(refs, f, protocol=2)
 
 
-def check_target(out_dir: str, overwrite: bool) -> str:
+def check_target(out_dir: str, overwrite: bool,
+                 refs_file: str = REFS_FILE) -> str:
     """Decide what to do with an existing ``out_dir``.
 
     Returns:
@@ -74,7 +82,7 @@ def check_target(out_dir: str, overwrite: bool) -> str:
     if not osp.isdir(out_dir):
         raise NotADirectoryError(f'out_dir {out_dir!r} exists and is not a '
                                  'directory')
-    if is_synthetic_refer_complete(out_dir):
+    if is_synthetic_refer_complete(out_dir, refs_file):
         return 'replace' if overwrite else 'reuse'
     if os.listdir(out_dir):
         raise FileExistsError(
@@ -85,7 +93,8 @@ def check_target(out_dir: str, overwrite: bool) -> str:
 
 
 @contextmanager
-def atomic_directory(out_dir: str) -> Iterator[str]:
+def atomic_directory(out_dir: str,
+                     refs_file: str = REFS_FILE) -> Iterator[str]:
     """Yield a temporary directory beside ``out_dir``; on success, move it
     to ``out_dir`` (replacing a previous dataset there); on error, delete
     it and leave ``out_dir`` untouched."""
@@ -102,7 +111,7 @@ def atomic_directory(out_dir: str) -> Iterator[str]:
         old = None
         if osp.isdir(out_dir):
             if os.listdir(out_dir) and not is_synthetic_refer_complete(
-                    out_dir):
+                    out_dir, refs_file):
                 raise FileExistsError(
                     f'out_dir {out_dir!r} changed during generation and now '
                     'holds files that are not a generated dataset')

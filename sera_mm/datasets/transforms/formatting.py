@@ -3,12 +3,14 @@ from mmseg.datasets.transforms import PackSegInputs
 
 from sera_mm.registry import TRANSFORMS
 
-#: Metainfo carried by every referring sample.
+#: Metainfo carried by every referring sample (keys a sample lacks are
+#: skipped: ``no_target`` and ``target_count`` come from generalised
+#: datasets only).
 REFER_META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'pad_shape',
                    'scale_factor', 'flip', 'flip_direction',
                    'reduce_zero_label', 'img_padding_size', 'text', 'ref_id',
                    'sent_id', 'ann_id', 'image_id', 'category_id',
-                   'expr_type')
+                   'expr_type', 'no_target', 'target_count')
 
 
 @TRANSFORMS.register_module()

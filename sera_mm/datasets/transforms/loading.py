@@ -120,6 +120,20 @@ def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
     return (mask > 0).astype(np.uint8)
 
 
+def decode_union(segmentations, height: int, width: int) -> np.ndarray:
+    """Union of several COCO segmentations (each polygons or RLE, see
+    :func:`decode_segmentation`) as an (H, W) uint8 mask in {0, 1}; an
+    empty list gives an all-zero mask (a no-target expression)."""
+    mask = np.zeros((height, width), np.uint8)
+    for seg in segmentations:
+        part = decode_segmentation(seg, height, width)
+        if part.shape != mask.shape:
+            raise ValueError(f'segmentation decodes to {part.shape}, '
+                             f'expected {mask.shape}')
+        mask |= part
+    return mask
+
+
 @TRANSFORMS.register_module()
 class LoadReferMask(BaseTransform):
     """Decode the ref's ``segmentation`` at the image's original size.
@@ -129,19 +143,28 @@ class LoadReferMask(BaseTransform):
     resized with the image) and after it for evaluation (the metric compares
     at the original resolution).
 
-    A sample without a ``segmentation`` key (inference on a new image) is
-    passed through unchanged; dataset items always carry one.
+    Generalised refs (:class:`~sera_mm.datasets.GReferDataset`) carry
+    ``segmentations``, a list of annotations' segmentations, instead: the
+    mask is their union, all zeros for an empty list (no target).
+
+    A sample without a ``segmentation`` or ``segmentations`` key (inference
+    on a new image) is passed through unchanged; dataset items always carry
+    one.
 
     Raises:
         ValueError: the decoded mask does not match ``ori_shape``.
     """
 
     def transform(self, results: dict) -> dict:
-        if 'segmentation' not in results:
+        if 'segmentations' not in results and 'segmentation' not in results:
             return results
         height = int(results.get('height', results['ori_shape'][0]))
         width = int(results.get('width', results['ori_shape'][1]))
-        mask = decode_segmentation(results['segmentation'], height, width)
+        if 'segmentations' in results:
+            mask = decode_union(results['segmentations'], height, width)
+        else:
+            mask = decode_segmentation(results['segmentation'], height,
+                                       width)
         ori: Optional[tuple] = results.get('ori_shape')
         if ori is not None and tuple(ori[:2]) != mask.shape:
             raise ValueError(

@@ -60,6 +60,12 @@ class ReferVisualizationHook(Hook):
     step. Only the main process draws (its own share of the samples under
     distributed evaluation).
 
+    Generalised RIS samples are drawn like the others: an empty ground
+    truth or prediction is titled as such ("ground truth: no target" with
+    the metainfo ``no_target``), an empty prediction of a no-target sample
+    has IoU 1, and a no-target head's ``no_target_score`` is printed on the
+    prediction panel.
+
     Missing pieces do not stop the run: without ``routing`` metainfo the bar
     chart is left out; without a readable ``img_path`` a gray placeholder of
     the masks' size is drawn (warned once); without ``gt_sem_seg`` the GT
@@ -198,7 +204,8 @@ class ReferVisualizationHook(Hook):
             image, text=str(meta.get('text') or ''), gt_mask=gt,
             pred_mask=pred, routing=routing or None,
             panel_height=self.panel_height, router_mode=self.router_mode,
-            iou=iou)
+            iou=iou, no_target=meta.get('no_target'),
+            no_target_score=meta.get('no_target_score'))
         sent_id = _safe(meta.get('sent_id', 'na'))
         name = f'{idx:02d}_sent{sent_id}'
         path = osp.join(self._dir, f'{name}.png')

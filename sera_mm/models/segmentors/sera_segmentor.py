@@ -63,6 +63,17 @@ class SERASegmentor(BaseSegmentor):
     Only ``test_cfg.mode='whole'`` is supported: sliding windows would cut
     the referred object out of context, which is meaningless for RIS.
 
+    Generalised RIS (an expression may name nothing): with a
+    ``no_target_head`` (e.g. :class:`~sera_mm.models.heads.NoTargetHead`,
+    built with the neck's width as ``in_channels`` and the text width as
+    ``text_channels`` unless set), training adds its loss
+    (``loss_no_target``, computed from the fused map, the sentence feature
+    and the mask logits of the same forward), and prediction sets the
+    metainfo ``no_target_score`` (its probability) and empties
+    ``pred_sem_seg`` of every sample whose score is above the head's
+    ``threshold`` (``seg_logits`` keep the mask head's logits). Without it
+    nothing changes.
+
     Args:
         text_encoder: text encoder config.
         backbone: backbone config (``forward(img, text)``).
@@ -75,6 +86,7 @@ class SERASegmentor(BaseSegmentor):
         z_loss_weight: weight of the paper's router z-loss.
         z_lse_loss_weight: weight of ST-MoE's router z-loss.
         assign_loss_weight: weight of the token-assignment regulariser.
+        no_target_head: optional no-target head config (see above).
         init_cfg: initialisation config.
     """
 
@@ -90,6 +102,7 @@ class SERASegmentor(BaseSegmentor):
                  z_loss_weight: float = 0.0,
                  z_lse_loss_weight: float = 0.0,
                  assign_loss_weight: float = 0.0,
+                 no_target_head: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -130,6 +143,13 @@ class SERASegmentor(BaseSegmentor):
         if neck_out is not None:
             decode_head.setdefault('in_channels', int(neck_out))
         self.decode_head = MODELS.build(decode_head)
+        self.no_target_head = None
+        if no_target_head is not None:
+            no_target_head = copy.deepcopy(dict(no_target_head))
+            no_target_head.setdefault('text_channels', text_channels)
+            if neck_out is not None:
+                no_target_head.setdefault('in_channels', int(neck_out))
+            self.no_target_head = MODELS.build(no_target_head)
         self.align_corners = self.decode_head.align_corners
         self.num_classes = self.decode_head.num_classes
         self.out_channels = self.decode_head.out_channels
@@ -222,7 +242,16 @@ class SERASegmentor(BaseSegmentor):
             data_samples: samples with ``gt_sem_seg`` and metainfo ``text``.
         """
         feats = self.extract_feat(inputs, data_samples)
-        losses = self.decode_head.loss(feats, data_samples, self.train_cfg)
+        if self.no_target_head is None:
+            losses = self.decode_head.loss(feats, data_samples,
+                                           self.train_cfg)
+        else:
+            # what decode_head.loss does, keeping the logits for the
+            # no-target head
+            seg_logits = self.decode_head.forward(feats)
+            losses = self.decode_head.loss_by_feat(seg_logits, data_samples)
+            losses.update(self.no_target_head.loss(
+                feats[0], feats[1], seg_logits, data_samples))
         active = [k for k, w in self.aux_loss_weights.items() if w > 0]
         if active:
             for key, value in self.router_losses(active).items():
@@ -237,14 +266,27 @@ class SERASegmentor(BaseSegmentor):
         Returns:
             list[SegDataSample]: with ``seg_logits`` (1, H_ori, W_ori)
             logits, ``pred_sem_seg`` (1, H_ori, W_ori) in {0, 1} and
-            metainfo ``routing``.
+            metainfo ``routing`` (and ``no_target_score`` with a
+            no-target head, whose positive samples get an empty
+            ``pred_sem_seg``).
         """
         if data_samples is None:
             raise ValueError('SERASegmentor.predict needs data samples with '
                              "the metainfo 'text'")
         batch_img_metas = [s.metainfo for s in data_samples]
-        seg_logits = self.encode_decode(inputs, batch_img_metas)
+        scores = None
+        if self.no_target_head is None:
+            seg_logits = self.encode_decode(inputs, batch_img_metas)
+        else:
+            # what encode_decode does, keeping the features and logits
+            feats = self.extract_feat(inputs, batch_img_metas)
+            raw = self.decode_head.forward(feats)
+            seg_logits = self.decode_head.predict_by_feat(raw,
+                                                          batch_img_metas)
+            scores = self.no_target_head.predict(feats[0], feats[1], raw)
         results = self.postprocess_result(seg_logits, data_samples)
+        if scores is not None:
+            self.apply_no_target(results, scores)
         routers = self.routers()
         for i, sample in enumerate(results):
             routing = {}
@@ -260,6 +302,17 @@ class SERASegmentor(BaseSegmentor):
                 }
             sample.set_metainfo(dict(routing=routing))
         return results
+
+    def apply_no_target(self, results: SampleList, scores: Tensor) -> None:
+        """Set ``no_target_score`` and empty ``pred_sem_seg`` where the
+        score (B,) exceeds ``no_target_head.threshold``."""
+        threshold = self.no_target_head.threshold
+        for sample, score in zip(results, scores.detach().float().cpu()):
+            score = float(score)
+            sample.set_metainfo(dict(no_target_score=score))
+            if score > threshold:
+                sample.pred_sem_seg = PixelData(
+                    data=torch.zeros_like(sample.pred_sem_seg.data))
 
     def postprocess_result(self,
                            seg_logits: Tensor,
