@@ -30,6 +30,31 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def interleave_ranks(parts: Sequence[List[Any]],
+                     size: Optional[int]) -> List[Any]:
+    """Per-rank result lists back in dataset order, without the samples
+    the distributed sampler padded on.
+
+    mmengine's ``DefaultSampler`` gives rank r the positions r, r + W,
+    r + 2W, ... of the (padded) index list, repeating samples from the start
+    so that every rank gets as many; interleaving the lists restores the
+    order and truncating to the dataset size drops the repeats."""
+    out = []
+    longest = max((len(p) for p in parts), default=0)
+    for i in range(longest):
+        for part in parts:
+            if i < len(part):
+                out.append(part[i])
+    return out if size is None else out[:size]
+
+
+def _dataset_size(runner) -> Optional[int]:
+    try:
+        return len(runner.test_dataloader.dataset)
+    except (AttributeError, TypeError):
+        return None
+
+
 @HOOKS.register_module()
 class PredictionDumpHook(Hook):
     """Dump test predictions: ``<out_dir>/masks/<name>.png`` (0/255, at the
@@ -40,7 +65,9 @@ class PredictionDumpHook(Hook):
     expression, the mask file (relative to ``out_dir``), the predicted
     foreground fraction, the IoU with the ground truth when the sample has
     one, and the routing weights when the model reported them. Works under
-    distributed testing (records are gathered to rank 0).
+    distributed testing: records are gathered to rank 0 and the samples the
+    distributed sampler repeats to even out the ranks are dropped (with
+    their mask files), so the index holds each dataset sample once.
 
     Args:
         out_dir: output folder (created).
@@ -102,7 +129,15 @@ class PredictionDumpHook(Hook):
         gathered = all_gather_object(self.records)
         if not is_main_process():
             return
-        records = [r for part in gathered for r in part]
+        size = _dataset_size(runner)
+        records = interleave_ranks(gathered, size)
+        kept = {r['mask'] for r in records}
+        for part in gathered:  # masks of the padded duplicates only
+            for r in part:
+                if r['mask'] not in kept:
+                    path = osp.join(self.out_dir, r['mask'])
+                    if osp.isfile(path):
+                        os.remove(path)
         records.sort(key=lambda r: (str(r.get('img_path')),
                                     str(r.get('sent_id')), r['mask']))
         atomic_write_json(records, osp.join(self.out_dir, 'predictions.json'),
