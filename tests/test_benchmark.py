@@ -195,3 +195,24 @@ def test_measure_isolated_runs_in_child_process():
     assert res['latency_s'] > 0
     assert res['max_rss'] >= res['ready_rss'] > 0
     assert res['params_trainable'] < res['params_total']
+
+
+def test_training_step_profile_by_part(tmp_path):
+    from sera_mm.utils import benchmark as bm
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'sera',
+                                   'sera_tiny_synthetic.py'))
+    runner = bm.Runner(bm.build_subject(cfg.model.to_dict(), 'sera'))
+    before = runner.model.neck.forward
+    prof = bm.profile_train_step(runner, batch=2, size=64, runs=2, warmup=1)
+    for part in ('text_encoder', 'backbone', 'neck', 'decode_head',
+                 'backbone.adapters.1', 'backbone without adapters'):
+        assert prof[f'{part}/forward']['median'] >= 0, part
+    assert prof['backbone/forward']['median'] >= \
+        prof['backbone.adapters.1/forward']['median']
+    total = prof['step']['median']
+    assert total >= prof['forward (loss)']['min']
+    assert 'forward' not in runner.model.neck.__dict__  # wrappers removed
+    assert runner.model.neck.forward == before
+    text = bm.format_profile(prof, 'tiny', 'setup')
+    assert '| decode_head |' in text and '| step |' in text

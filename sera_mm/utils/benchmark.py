@@ -653,3 +653,136 @@ def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
             or b == 0:
         return None
     return a / b
+
+
+# ------------------------------------------------------- per-module profile
+def profile_parts(model: nn.Module) -> Dict[str, nn.Module]:
+    """The parts a training step is broken down into: the text encoder,
+    the backbone's pretrained encoder (its blocks, adapters excluded), each
+    adapter, the neck and the decode head (names -> modules)."""
+    parts: Dict[str, nn.Module] = {}
+    for name in ('text_encoder', 'backbone', 'neck', 'decode_head',
+                 'no_target_head'):
+        module = getattr(model, name, None)
+        if module is not None:
+            parts[name] = module
+    adapters = getattr(getattr(model, 'backbone', None), 'adapters', None)
+    if adapters is not None:
+        for key, adapter in adapters.items():
+            parts[f'backbone.adapters.{key}'] = adapter
+    return parts
+
+
+class _PartTimer:
+    """Forward wall time of each part of a model: the part's ``forward``
+    is wrapped (an instance attribute, so calls through ``self.forward``
+    inside the model count too)."""
+
+    def __init__(self, parts: Dict[str, nn.Module], sync: Callable) -> None:
+        self.parts = parts
+        self._sync = sync
+        self.forward: Dict[str, float] = {}
+        for name, module in parts.items():
+            module.forward = self._wrap(name, module.forward)
+
+    def reset(self) -> None:
+        self.forward = {}
+
+    def _wrap(self, name: str, fn: Callable) -> Callable:
+        def forward(*args, **kwargs):
+            self._sync()
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            self._sync()
+            self.forward[name] = (self.forward.get(name, 0.0) +
+                                  time.perf_counter() - start)
+            return out
+        return forward
+
+    def remove(self) -> None:
+        for module in self.parts.values():
+            module.__dict__.pop('forward', None)
+
+
+def profile_train_step(runner: 'Runner', batch: int, size: int, runs: int,
+                       warmup: int) -> Dict[str, Any]:
+    """Per-part forward times (ms, median over ``runs``) of the training
+    step, with the step's total, its forward (loss), backward and optimizer
+    parts. Nested parts (the adapters inside the backbone) are included in
+    their parent's time; ``backbone without adapters`` subtracts them.
+    Backward is reported for the whole model only: autograd interleaves
+    the parts' backward passes, so a per-part split would need the
+    profiler's op-level attribution.
+    """
+    import statistics
+    check_runs(runs, warmup)
+    model = runner.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-2)
+    data = runner.prepare(batch, size, training=True)
+    timer = _PartTimer(profile_parts(model), runner.sync)
+    rows: Dict[str, List[float]] = {}
+    model.train()
+    try:
+        for i in range(warmup + runs):
+            timer.reset()
+            optimizer.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            with runner.autocast():
+                losses = model.loss(data['inputs'], data['data_samples'])
+                loss = sum(v if torch.is_tensor(v) else sum(v)
+                           for k, v in losses.items() if 'loss' in k)
+            runner.sync()
+            t1 = time.perf_counter()
+            loss.backward()
+            runner.sync()
+            t2 = time.perf_counter()
+            optimizer.step()
+            runner.sync()
+            t3 = time.perf_counter()
+            if i < warmup:
+                continue
+            record = {'step': t3 - t0, 'forward (loss)': t1 - t0,
+                      'backward': t2 - t1, 'optimizer': t3 - t2}
+            for name, value in timer.forward.items():
+                record[f'{name}/forward'] = value
+            adapters = [k for k in timer.forward
+                        if k.startswith('backbone.adapters.')]
+            if 'backbone' in timer.forward:
+                record['backbone without adapters/forward'] = (
+                    timer.forward['backbone'] -
+                    sum(timer.forward.get(a, 0.0) for a in adapters))
+            for key, value in record.items():
+                rows.setdefault(key, []).append(value * 1000.0)
+    finally:
+        timer.remove()
+    return {k: dict(median=statistics.median(v), min=min(v), max=max(v))
+            for k, v in rows.items()}
+
+
+def format_profile(profile: Dict[str, Any], title: str, setup: str) -> str:
+    """Markdown table of :func:`profile_train_step`'s result."""
+    lines = [f'# Training-step profile: {title}', '', setup, '',
+             '| part | forward, median (min-max) ms |',
+             '| --- | ---: |']
+    names = []
+    for key in profile:
+        if '/' in key:
+            name = key.rsplit('/', 1)[0]
+            if name not in names:
+                names.append(name)
+
+    def cell(key):
+        v = profile.get(key)
+        return '-' if v is None else (f"{v['median']:.1f} "
+                                      f"({v['min']:.1f}-{v['max']:.1f})")
+
+    for name in names:
+        lines.append(f'| {name} | {cell(name + "/forward")} |')
+    lines += ['', '| step | median (min-max) ms |', '| --- | ---: |']
+    for key in ('step', 'forward (loss)', 'backward', 'optimizer'):
+        lines.append(f'| {key} | {cell(key)} |')
+    lines += ['', '- each part\'s forward timed (adapters are inside the '
+              'backbone\'s time; `backbone without adapters` subtracts '
+              'them); backward and optimizer for the whole model.']
+    return '\n'.join(lines) + '\n'

@@ -87,6 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='vary one factor: input_size, batch, '
                         'num_experts, adapter_layers (repeatable)')
     parser.add_argument('--out-dir', help='output folder')
+    parser.add_argument('--profile', action='store_true',
+                        help='only the per-module training-step profile '
+                        '(forward/backward per part) into profile.md')
     parser.add_argument('--skip-train', action='store_true',
                         help='skip the training step measurements')
     parser.add_argument('--no-paired', action='store_true',
@@ -290,6 +293,22 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     base = dict(device=device, threads=args.threads, amp=args.amp,
                 channels_last=args.channels_last, size=size,
                 runs=args.runs, warmup=args.warmup)
+    if args.profile:
+        torch.set_num_threads(args.threads)
+        runner = bm.Runner(bm.build_subject(cfg_model, 'sera', device),
+                           device, args.amp, args.channels_last)
+        profile = bm.profile_train_step(runner, args.batch_size, size,
+                                        args.runs, args.warmup)
+        setup = (f'device {device}, threads {args.threads}, input '
+                 f'{size}x{size}, batch {args.batch_size}, runs '
+                 f'{args.runs} (median, min-max) after {args.warmup} '
+                 f'warm-up, amp {args.amp}, torch {torch.__version__}, '
+                 'random weights of the configured geometry.')
+        text = bm.format_profile(profile, name, setup)
+        with open(osp.join(out_dir, 'profile.md'), 'w') as f:
+            f.write(text)
+        print(text)
+        return dict(profile=profile)
 
     jobs = []  # (tag, spec); ('paired', ) runs measure_paired
     for subject in bm.SUBJECTS:
