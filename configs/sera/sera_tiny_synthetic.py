@@ -1,72 +1,29 @@
 # Tiny SERA on a tiny synthetic dataset: random weights (no download), runs
 # a full train/val cycle on CPU in seconds. Used by the tests and smoke runs.
 _base_ = [
-    '../_base_/datasets/synthetic.py', '../_base_/default_runtime.py'
+    '../_base_/models/sera_vitb16_clip.py', '../_base_/datasets/synthetic.py',
+    '../_base_/default_runtime.py'
 ]
 
+# the ViT-B/16 model's architecture, shrunk (random weights: no download)
 img_size = 64
-data_preprocessor = dict(
-    type='SegDataPreProcessor',
-    mean=[122.7709383, 116.7460125, 104.09373615],
-    std=[68.5005327, 66.6321579, 70.32316305],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=0,
-    size=(img_size, img_size))
+data_preprocessor = dict(size=(img_size, img_size))
+tiny_vit = dict(hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                projection_dim=32)
 model = dict(
-    type='SERASegmentor',
     data_preprocessor=data_preprocessor,
     text_encoder=dict(
-        type='CLIPTextEncoder',
-        pretrained=None,
-        config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            projection_dim=32),
-        max_length=17,
-        trainable='norm_bias'),
+        pretrained=None, config=dict(tiny_vit, num_hidden_layers=2)),
     backbone=dict(
-        type='CLIPVisionBackbone',
         pretrained=None,
-        config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=4,
-            num_attention_heads=2,
-            patch_size=16,
-            image_size=img_size,
-            projection_dim=32),
+        config=dict(tiny_vit, num_hidden_layers=4, image_size=img_size),
         out_indices=(1, 3),
-        adapter=dict(
-            type='SERAAdapter',
-            hidden_channels=16,
-            router=dict(type='ExpertRouter', hidden_channels=16),
-            num_heads=2),
-        adapter_indices=(1, 3),
-        trainable='norm_bias'),
-    neck=dict(
-        type='SERAFusion',
-        channels=32,
-        router=dict(type='ExpertRouter', hidden_channels=16),
-        fuse_level=0,
-        num_heads=2),
-    decode_head=dict(
-        type='SERAHead',
-        channels=32,
-        num_layers=1,
-        num_heads=2,
-        ffn_channels=64,
-        dropout=0.0,
-        threshold=0.35,
-        loss_decode=[
-            dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
-            dict(type='DiceLoss', use_sigmoid=True, loss_weight=1.0)
-        ]),
-    balance_loss_weight=0.01,
-    train_cfg=dict(),
-    test_cfg=dict(mode='whole'))
+        adapter=dict(hidden_channels=16, router=dict(hidden_channels=16),
+                     num_heads=2),
+        adapter_indices=(1, 3)),
+    neck=dict(channels=32, router=dict(hidden_channels=16), num_heads=2),
+    decode_head=dict(channels=32, num_layers=1, num_heads=2, ffn_channels=64,
+                     dropout=0.0))
 
 # ---------------------------------------------------------------- data
 # the synthetic benchmark's data config at 64 px, 24 images

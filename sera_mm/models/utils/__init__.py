@@ -2,11 +2,11 @@
 checkpoint conversion and an offline CLIP tokenizer."""
 from .clip_tokenizer import build_clip_tokenizer
 from .openai_clip import convert_openai_clip, is_openai_clip_checkpoint
-from .pet import (FrozenBNMixin, apply_pet, build_pet_predicate,
+from .pet import (apply_pet, build_pet_predicate,
                   count_parameters, freeze_bn_stats)
 
 __all__ = [
     'apply_pet', 'build_pet_predicate', 'count_parameters', 'freeze_bn_stats',
-    'FrozenBNMixin', 'convert_openai_clip', 'is_openai_clip_checkpoint',
+    'convert_openai_clip', 'is_openai_clip_checkpoint',
     'build_clip_tokenizer'
 ]

@@ -89,20 +89,3 @@ def freeze_bn_stats(module: nn.Module) -> nn.Module:
         if isinstance(mod, nn.modules.batchnorm._BatchNorm):
             mod.eval()
     return module
-
-
-class FrozenBNMixin:
-    """Mixin for ``nn.Module`` wrappers whose frozen encoder holds BatchNorm.
-
-    ``train(True)`` keeps the BatchNorm layers of ``self.frozen_bn_module()``
-    (default: the ``encoder`` attribute, else the whole module) in eval mode.
-    """
-
-    def frozen_bn_module(self) -> nn.Module:
-        return getattr(self, 'encoder', self)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode:
-            freeze_bn_stats(self.frozen_bn_module())
-        return self
