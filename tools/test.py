@@ -39,6 +39,7 @@ from sera_mm.engine.pet_checkpoint import is_pet_checkpoint, unwrap_model
 from sera_mm.registry import RUNNERS
 from sera_mm.utils import register_all_modules
 from sera_mm.utils.cli import add_debug_argument, run_cli
+from sera_mm.utils.config_utils import config_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -89,8 +90,9 @@ def main(argv=None) -> dict:
     setup_distributed(cfg, args.launcher)
     finished = False
     try:
-        runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
-                  RUNNERS.build(cfg))
+        with config_errors(cfg, args.config):
+            runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
+                      RUNNERS.build(cfg))
         pet = is_pet_checkpoint(checkpoint)
         if pet:
             # A PET checkpoint is merged into the pretrained model: initialise
@@ -99,12 +101,14 @@ def main(argv=None) -> dict:
             if hasattr(model, 'init_weights'):
                 model.init_weights()
         load_checkpoint_any(runner.model, checkpoint,
-                            check_base=args.check_base)
+                            check_base=args.check_base,
+                            source=f'checkpoint "{args.checkpoint}"')
         print_log(
             f'loaded {"PET" if pet else "full"} checkpoint {args.checkpoint}'
             + (f' (training seed {seed})' if seed is not None else ''),
             logger='current')
-        metrics = runner.test()
+        with config_errors(cfg, args.config):
+            metrics = runner.test()
         finished = True
     finally:
         cleanup_distributed(barrier=finished)

@@ -18,7 +18,9 @@ built by ``SummaryOptimWrapperConstructor``: the console gets one summary
 line of the parameter groups, the per-parameter lines go to the log file
 only. Bad input (a missing file, a wrong option value) is one ``error:``
 line and exit status 2 (1 for a RuntimeError); ``--debug`` keeps the
-traceback.
+traceback. That includes a config argument a component does not accept
+(named by its dotted path) and a missing, truncated or unsafe checkpoint to
+resume from (read once before the Runner is built).
 """
 import argparse
 import os
@@ -34,11 +36,13 @@ from mmengine.runner import Runner
 from sera_mm.engine import cleanup_distributed, setup_distributed
 from sera_mm.engine.final_evaluation import evaluate_splits
 from sera_mm.engine.optim_wrappers import use_summary_constructor
-from sera_mm.engine.launch_utils import (enable_amp, load_config,
+from sera_mm.engine.launch_utils import (check_checkpoint_to_load,
+                                         enable_amp, load_config,
                                          resolve_work_dir)
 from sera_mm.registry import RUNNERS
 from sera_mm.utils import register_all_modules
 from sera_mm.utils.cli import add_debug_argument, run_cli
+from sera_mm.utils.config_utils import config_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -94,12 +98,18 @@ def main(argv=None) -> None:
     else:
         cfg.resume = False
 
+    # a missing, truncated or unsafe checkpoint to resume from is an error
+    # naming it, before any work
+    check_checkpoint_to_load(cfg)
+
     setup_distributed(cfg, args.launcher)
     finished = False
     try:
-        runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
-                  RUNNERS.build(cfg))
-        runner.train()
+        # a config entry a component does not accept names the entry
+        with config_errors(cfg, args.config):
+            runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
+                      RUNNERS.build(cfg))
+            runner.train()
         splits = args.test_splits or cfg.get('final_test_splits')
         if splits:
             evaluate_splits(runner, splits)

@@ -1,12 +1,15 @@
 """Turn the image inputs the inference API accepts into 3-channel BGR uint8
-arrays (the layout mmcv's loaders produce and the data pipeline expects)."""
+arrays (the layout mmcv's loaders produce and the data pipeline expects).
+
+Torch-free (OpenCV, numpy, optional pillow): the ONNX Runtime tools load
+images through it too.
+"""
 import os
 import os.path as osp
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
 import cv2
-import mmcv
 import numpy as np
 
 try:
@@ -59,10 +62,10 @@ def load_image_bgr(image: ImageInput) -> Tuple[np.ndarray, Optional[str]]:
     """Load an image given as a path, an array or a PIL image.
 
     Args:
-        image: a file path (read with mmcv like the data pipeline does:
-            grayscale expanded, alpha dropped), an ndarray (H, W[, C]) in BGR
-            channel order, or a ``PIL.Image`` (any mode; converted to RGB,
-            then BGR).
+        image: a file path (decoded like mmcv's ``imread`` in the data
+            pipeline: grayscale expanded, alpha dropped), an ndarray
+            (H, W[, C]) in BGR channel order, or a ``PIL.Image`` (any mode;
+            converted to RGB, then BGR).
 
     Returns:
         ``(img, img_path)``: (H, W, 3) uint8 BGR, and the path or None.
@@ -76,7 +79,11 @@ def load_image_bgr(image: ImageInput) -> Tuple[np.ndarray, Optional[str]]:
         path = os.fspath(image)
         if not osp.isfile(path):
             raise FileNotFoundError(f'image file not found: {path}')
-        img = mmcv.imread(path, flag='color', channel_order='bgr')
+        # what mmcv.imread(path, 'color', channel_order='bgr') does with its
+        # default OpenCV backend (EXIF orientation applied, grayscale
+        # expanded, alpha dropped), without importing mmcv (and torch)
+        img = cv2.imdecode(np.fromfile(path, dtype=np.uint8),
+                           cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError(f'cannot decode image file: {path}')
         return to_bgr_uint8(img, path), path

@@ -121,7 +121,8 @@ def init_model(config: Union[str, Path, Config],
     return model
 
 
-def _pipeline_cfg(cfg: Config) -> List[dict]:
+def _pipeline_cfg(cfg: Config,
+                  letterbox_size: Optional[int] = None) -> List[dict]:
     if cfg.get('test_pipeline') is not None:
         pipeline = cfg.test_pipeline
     elif cfg.get('test_dataloader') is not None:
@@ -135,12 +136,49 @@ def _pipeline_cfg(cfg: Config) -> List[dict]:
     if not kept:
         raise KeyError('the test pipeline has no transform left after '
                        f'dropping loading steps: {pipeline}')
+    if letterbox_size is not None:
+        boxes = [t for t in kept if t.get('type') == 'Letterbox']
+        if not boxes:
+            raise KeyError('letterbox_size: the test pipeline has no '
+                           f'Letterbox transform: {pipeline}')
+        for t in boxes:
+            t['size'] = int(letterbox_size)
     return kept
 
 
-def build_inference_pipeline(model: nn.Module) -> Compose:
+def letterbox_settings(model: nn.Module) -> Optional[dict]:
+    """``dict(size, pad_val, interpolation)`` of the Letterbox in the
+    model's inference pipeline (defaults filled in; None without one)."""
+    cfg = getattr(model, 'cfg', None)
+    if cfg is None:
+        raise KeyError('model has no .cfg; build it with init_model')
+    boxes = [t for t in _pipeline_cfg(cfg) if t.get('type') == 'Letterbox']
+    if not boxes:
+        return None
+    box = boxes[-1]
+    return dict(size=int(box.get('size', 416)),
+                pad_val=box.get('pad_val', 0),
+                interpolation=str(box.get('interpolation', 'bilinear')))
+
+
+def build_inference_pipeline(model: nn.Module,
+                             letterbox_size: Optional[int] = None
+                             ) -> Compose:
     """The config's test pipeline without image/annotation loading (cached
-    on the model as ``model._inference_pipeline``)."""
+    on the model as ``model._inference_pipeline``).
+
+    Args:
+        model: a model from :func:`init_model`.
+        letterbox_size: if given, the pipeline with its Letterbox resizing
+            to this size instead (not cached; e.g. an ONNX export at
+            another input size).
+    """
+    if letterbox_size is not None:
+        cfg = getattr(model, 'cfg', None)
+        if cfg is None:
+            raise KeyError('model has no .cfg; build it with init_model')
+        init_default_scope(cfg.get('default_scope', 'sera_mm'))
+        return Compose(_pipeline_cfg(cfg, letterbox_size))
     pipeline = getattr(model, '_inference_pipeline', None)
     if pipeline is None:
         cfg = getattr(model, 'cfg', None)
@@ -167,7 +205,9 @@ def _check_texts(text: Union[str, Sequence[str]]) -> List[str]:
 
 
 def inference_model(model: nn.Module, image: ImageInput,
-                    text: Union[str, Sequence[str]]) -> List[SegDataSample]:
+                    text: Union[str, Sequence[str]],
+                    pipeline: Optional[Compose] = None
+                    ) -> List[SegDataSample]:
     """Segment the region each expression refers to.
 
     Args:
@@ -175,6 +215,8 @@ def inference_model(model: nn.Module, image: ImageInput,
         image: a path, an (H, W[, C]) uint8 BGR array (grayscale and BGRA
             accepted) or a PIL image (any mode).
         text: one expression or a list of them.
+        pipeline: the data pipeline (default
+            :func:`build_inference_pipeline`).
 
     Returns:
         One ``SegDataSample`` per expression with ``pred_sem_seg`` (1, H, W)
@@ -188,7 +230,8 @@ def inference_model(model: nn.Module, image: ImageInput,
     """
     texts = _check_texts(text)
     img, img_path = load_image_bgr(image)
-    pipeline = build_inference_pipeline(model)
+    if pipeline is None:
+        pipeline = build_inference_pipeline(model)
     inputs, samples = [], []
     for i, expression in enumerate(texts):
         results = pipeline(

@@ -1,13 +1,12 @@
 """Generalised referring expressions (gRefCOCO, ReLA, CVPR 2023): an
 expression may name several objects or none."""
-import json
 import os.path as osp
 from typing import Any, Dict, List, Optional
 
 from mmengine.logging import print_log
 
 from sera_mm.registry import DATASETS
-from .refer_dataset import ReferDataset
+from .refer_dataset import ReferDataset, read_json
 
 GREF_LAYOUT_EXAMPLE = ('data/grefcoco/grefs(unc).json, data/grefcoco/'
                        'instances.json, images under data/coco/train2014 '
@@ -129,8 +128,7 @@ class GReferDataset(ReferDataset):
             return super()._read_refs()  # a pickle, plain data only
         path = self._require(osp.join(self.data_root, self.refs_file),
                              'refs file')
-        with open(path, encoding='utf-8') as f:
-            refs = json.load(f)
+        refs = read_json(path, 'a JSON list of refs')
         if not isinstance(refs, list):
             raise ValueError(f'{path}: expected a JSON list of refs, got '
                              f'{type(refs).__name__}')

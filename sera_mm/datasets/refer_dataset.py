@@ -2,7 +2,9 @@
 dataset."""
 import json
 import os.path as osp
+import pickle
 import random
+import struct
 from typing import Any, Dict, List, Optional, Sequence
 
 from mmengine.dataset import BaseDataset
@@ -10,7 +12,7 @@ from mmengine.logging import print_log
 from mmengine.registry import DefaultScope, init_default_scope
 
 from sera_mm.registry import DATASETS
-from sera_mm.utils.safe_pickle import load_plain_pickle
+from sera_mm.utils.safe_pickle import UnsafePickleError, load_plain_pickle
 
 #: Splits of each public partition (split_by).
 SPLITS: Dict[str, Sequence[str]] = {
@@ -25,6 +27,53 @@ LAYOUT_EXAMPLE = ('data/refcoco/refs(unc).p, data/refcoco/instances.json, '
                   'images under data/coco/train2014 (data_root='
                   "'data/refcoco', data_prefix=dict(img_path="
                   "'../coco/train2014'))")
+
+
+def len_bytes(path: str) -> str:
+    """``'<n> bytes'``: the size of ``path``, for error messages."""
+    try:
+        return f'{osp.getsize(path)} bytes'
+    except OSError:
+        return 'size unknown'
+
+
+def read_json(path: str, expected: str) -> Any:
+    """Load the UTF-8 JSON file ``path``.
+
+    Raises:
+        ValueError: the file is not UTF-8 or not valid JSON (truncated,
+            corrupt); the message names ``path`` and what was ``expected``.
+    """
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f'{path}: not UTF-8 text ({err}); expected {expected}, '
+            'UTF-8 encoded as JSON requires') from err
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f'{path}: not valid JSON ({err}; {len_bytes(path)}, truncated '
+            f'or corrupt?); expected {expected}') from err
+
+
+def check_text(text: str, where: str) -> None:
+    """Raise if ``text`` cannot be encoded as UTF-8: a str holding lone
+    surrogates, e.g. undecodable bytes from a command line or a file read
+    with ``errors='surrogateescape'``, which tokenizers reject with an
+    unrelated error.
+
+    Raises:
+        ValueError: naming ``where`` and the offending characters.
+    """
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f'{where}: the expression {text!r} is not valid Unicode text '
+            f'(lone surrogate {text[err.start:err.end]!r} at position '
+            f'{err.start}: undecodable bytes?); expected UTF-8 text') \
+            from None
 
 
 def _decode_py2(obj: Any) -> Any:
@@ -83,7 +132,10 @@ class ReferDataset(BaseDataset):
 
     Raises:
         ValueError: unknown ``split_by``, ``split`` or ``train_mode``; an
-            empty expression (unless ``skip_empty``); a split with no refs.
+            empty expression (unless ``skip_empty``); an expression that is
+            not valid Unicode (lone surrogates); a split with no refs; a
+            refs file that is not a readable pickle (truncated, corrupt) or
+            an instances file that is not UTF-8 JSON (each named).
         FileNotFoundError: a missing refs, instances or image file.
         sera_mm.utils.safe_pickle.UnsafePickleError: a refs file that is not
             a plain-data pickle (it names a function or class to call).
@@ -155,11 +207,23 @@ class ReferDataset(BaseDataset):
         # plain data only: a refs file naming any other global (e.g.
         # os.system) raises UnsafePickleError instead of running it
         try:
-            refs = load_plain_pickle(path)
-        except UnicodeDecodeError:
-            # a python-2 pickle with non-ASCII str: read the bytes and
-            # decode them as UTF-8 ourselves
-            refs = _decode_py2(load_plain_pickle(path, encoding='bytes'))
+            try:
+                refs = load_plain_pickle(path)
+            except UnicodeDecodeError:
+                # a python-2 pickle with non-ASCII str: read the bytes and
+                # decode them as UTF-8 ourselves
+                refs = _decode_py2(load_plain_pickle(path, encoding='bytes'))
+        except UnsafePickleError:
+            raise
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError,
+                IndexError, KeyError, AttributeError, ImportError,
+                struct.error) as err:
+            # a truncated, empty or corrupt file, or not a pickle at all
+            raise ValueError(
+                f'{path}: cannot read the refs file ({len_bytes(path)}: '
+                f'{type(err).__name__}: {err}); expected a pickled list of '
+                'refs as the REFER toolkit writes them (is it truncated, '
+                'corrupt or not a pickle?)') from err
         if not isinstance(refs, list):
             raise ValueError(f'{path}: expected a pickled list of refs, got '
                              f'{type(refs).__name__}')
@@ -167,10 +231,10 @@ class ReferDataset(BaseDataset):
 
     def _read_instances(self) -> Dict[str, Any]:
         path = self._require(self.ann_file, 'instances file')
-        with open(path) as f:
-            coco = json.load(f)
+        coco = read_json(path, 'a COCO instances file (a JSON object with '
+                         '"images" and "annotations")')
         for key in ('images', 'annotations'):
-            if key not in coco:
+            if not isinstance(coco, dict) or key not in coco:
                 raise ValueError(f'{path}: expected COCO keys "images" and '
                                  f'"annotations"; missing {key!r}')
         return coco
@@ -189,6 +253,8 @@ class ReferDataset(BaseDataset):
             if not isinstance(text, str) or not text.strip():
                 empty.append(sent.get('sent_id'))
                 continue
+            check_text(text, f'ref_id {ref.get("ref_id")}, sent_id '
+                       f'{sent.get("sent_id")} in {self.refs_file}')
             out.append(dict(
                 text=text.strip(),
                 sent_id=sent.get('sent_id'),

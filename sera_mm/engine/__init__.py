@@ -6,15 +6,16 @@ from .dist import cleanup_distributed, setup_distributed
 from .hooks import PETCheckpointHook, PredictionDumpHook, StateDigestHook
 from .optim_wrappers import CPUAmpOptimWrapper, SummaryOptimWrapperConstructor
 from .pet_checkpoint import (CheckpointMismatchError, CheckpointReadError,
-                             is_pet_checkpoint, load_checkpoint_any,
-                             load_full_checkpoint, load_pet_checkpoint,
-                             read_checkpoint)
+                             UnsafeCheckpointError, is_pet_checkpoint,
+                             load_checkpoint_any, load_full_checkpoint,
+                             load_pet_checkpoint, read_checkpoint)
 
 __all__ = [
     'AtomicLocalBackend', 'atomic_torch_save', 'setup_distributed',
     'cleanup_distributed', 'PETCheckpointHook', 'PredictionDumpHook',
     'StateDigestHook', 'CPUAmpOptimWrapper', 'SummaryOptimWrapperConstructor',
-    'CheckpointMismatchError', 'CheckpointReadError', 'is_pet_checkpoint',
+    'CheckpointMismatchError', 'CheckpointReadError', 'UnsafeCheckpointError',
+    'is_pet_checkpoint',
     'load_checkpoint_any', 'load_full_checkpoint', 'load_pet_checkpoint',
     'read_checkpoint'
 ]

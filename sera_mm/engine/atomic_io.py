@@ -10,6 +10,9 @@ the previous file or the complete new one, never a partial write. The
 folder is fsynced after the rename (where the platform allows it) so the new
 name itself survives a power loss.
 
+The module imports no torch at import time (``atomic_torch_save`` imports it
+when called), so the torch-free ONNX tools can write files through it.
+
 The temporary file gets the permissions a plain ``open(..., 'w')`` would
 give (``0o666 & ~umask``). The umask is read without changing it (no
 ``os.umask`` round trip, which races with other threads creating files):
@@ -26,7 +29,6 @@ from pathlib import Path
 from typing import Any, Optional, Tuple, Union
 
 import numpy as np
-import torch
 from mmengine.fileio import LocalBackend, register_backend
 
 ATOMIC_BACKEND_NAME = 'sera_atomic_local'
@@ -188,6 +190,7 @@ def atomic_write_image(filepath: Union[str, Path], image: np.ndarray) -> None:
 
 def atomic_torch_save(obj: object, filepath: Union[str, Path]) -> None:
     """``torch.save`` ``obj`` to ``filepath`` atomically (see module doc)."""
+    import torch
     filepath = osp.abspath(os.fspath(filepath))
     fd, tmp_path = _open_temp(filepath)
     try:

@@ -1,25 +1,82 @@
 """Config edits shared by ``tools/train.py``, ``tools/test.py`` and
 ``tools/infer.py`` (mmseg's command-line behaviour, plus CPU specifics)."""
+import ast
 import logging
 import os.path as osp
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from .pet_checkpoint import is_pet_checkpoint
+from .pet_checkpoint import is_pet_checkpoint, read_checkpoint
+
+
+def _missing_bases(path: str) -> List[str]:
+    """The ``_base_`` files named in the config ``path`` that do not exist
+    (relative names resolved against its folder; best effort: a
+    ``_base_`` that is not a literal string or list is skipped)."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return []
+    names: List[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == '_base_'
+                for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            names += [value] if isinstance(value, str) else [
+                v for v in value if isinstance(v, str)]
+    folder = osp.dirname(osp.abspath(path))
+    return [n for n in names
+            if '::' not in n and not osp.isfile(osp.join(folder, n))]
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """Read a config file and merge ``--cfg-options`` into it.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` does not exist, or a ``_base_`` file it
+            inherits is missing (both named).
+        ValueError: the config (or a file it inherits) is not valid
+            Python, or running it fails (an undefined name, a
+            ``custom_imports`` module that is not there); the message
+            names the file and the error.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file not found: {path}')
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except SyntaxError as err:
+        try:
+            with open(path, encoding='utf-8') as f:
+                compile(f.read(), path, 'exec')
+            where = f'a _base_ file that config {path} inherits'
+        except SyntaxError:
+            where = f'config {path}'
+        except (OSError, ValueError):
+            where = f'config {path} (or a file it inherits)'
+        line = f', line {err.lineno}' if err.lineno else ''
+        raise ValueError(f'{where} is not valid Python ({err.msg}{line}); '
+                         'expected an mmengine config file') from err
+    except FileNotFoundError as err:
+        if err.filename:
+            raise FileNotFoundError(
+                f'config {path}: file not found: {err.filename}') from err
+        missing = _missing_bases(path)
+        raise FileNotFoundError(
+            f'config {path}: a _base_ file it inherits was not found'
+            + (f': {", ".join(missing)} (relative to '
+               f'{osp.dirname(osp.abspath(path))})' if missing else
+               f' ({err.strerror or err})')) from err
+    except (NameError, ImportError, AttributeError) as err:
+        raise ValueError(f'config {path}: running it failed '
+                         f'({type(err).__name__}: {err})') from err
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
@@ -98,6 +155,42 @@ def enable_visualization(cfg: Config, show_dir: str,
                               vis_backends=[dict(type='LocalVisBackend')])
 
 
+def checkpoint_to_load(cfg: Config) -> Optional[str]:
+    """The local checkpoint file a training Runner built from ``cfg`` will
+    read: ``load_from`` (resumed from or loaded), else with ``resume=True``
+    the latest one of the work dir (its ``last_checkpoint`` file, as
+    mmengine finds it); None when there is none or it is a URL."""
+    path = cfg.get('load_from')
+    if path is None and cfg.get('resume'):
+        pointer = osp.join(cfg.work_dir, 'last_checkpoint')
+        if osp.isfile(pointer):
+            with open(pointer, encoding='utf-8') as f:
+                path = f.read().strip() or None
+    if path is None or '://' in str(path):
+        return None
+    return str(path)
+
+
+def check_checkpoint_to_load(cfg: Config) -> Optional[str]:
+    """Read the checkpoint :func:`checkpoint_to_load` names once, before the
+    Runner is built, so that a missing, truncated or unsafe file is a clear
+    error naming it (mmengine's own load reports a bare torch error, or none
+    naming the file).
+
+    Returns:
+        The checkpoint path, or None.
+
+    Raises:
+        FileNotFoundError, CheckpointReadError, UnsafeCheckpointError,
+        CheckpointMismatchError: see
+            :func:`~sera_mm.engine.pet_checkpoint.read_checkpoint`.
+    """
+    path = checkpoint_to_load(cfg)
+    if path is not None:
+        read_checkpoint(path)  # the loaded dict is dropped at once
+    return path
+
+
 def add_custom_hook(cfg: Config, hook: dict) -> None:
     """Append ``hook`` to ``cfg.custom_hooks``."""
     hooks = list(cfg.get('custom_hooks') or [])
@@ -131,5 +224,6 @@ def adopt_checkpoint_seed(cfg: Config, checkpoint: dict) -> Optional[int]:
 
 __all__ = [
     'load_config', 'resolve_work_dir', 'enable_amp', 'enable_visualization',
-    'add_custom_hook', 'adopt_checkpoint_seed'
+    'add_custom_hook', 'adopt_checkpoint_seed', 'checkpoint_to_load',
+    'check_checkpoint_to_load'
 ]

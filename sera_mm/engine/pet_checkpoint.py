@@ -10,25 +10,29 @@ neck, the head and a few norm/bias terms. A PET checkpoint keeps only
 
 plus ``meta['pet']``::
 
-    dict(format_version=1,
+    dict(format_version=2,
          pretrained={'backbone.model_name_or_path': '...', ...},
          trainable_keys=[...], buffer_keys=[...],
          model_class='SERASegmentor',
          config_digest='<sha256 of the model config>',
-         base_digest='<sha256 of every state entry the checkpoint omits>')
+         base_fingerprint={key: [shape, dtype, sum, sum of squares]}
+         # for every state entry the checkpoint omits (format 2; format 1
+         # stored base_digest, an exact SHA-256 of those entries)
 
 Loading merges it into a model built with its pretrained weights and is
 strict about what the checkpoint holds: a key the model lacks, a shape
 mismatch, or a trainable parameter of the model that the checkpoint lacks is
 an error that lists every offending key (typically a checkpoint of another
-config). ``base_digest`` detects a model whose frozen weights differ from the
-ones the checkpoint was trained on (other pretrained weights, or randomly
-initialised encoders built with another seed).
+config). ``base_fingerprint`` detects a model whose frozen weights differ
+from the ones the checkpoint was trained on (other pretrained weights, or
+randomly initialised encoders built with another seed), up to float rounding.
 """
 import hashlib
 import json
 import os
 import os.path as osp
+import pickle
+import re
 import warnings
 from typing import (Any, Dict, Iterable, List, Mapping, MutableMapping,
                     Optional, Sequence, Set, Tuple, Union)
@@ -38,7 +42,7 @@ from mmengine.model import is_model_wrapper
 from torch import nn
 
 PET_META_KEY = 'pet'
-PET_FORMAT_VERSION = 1
+PET_FORMAT_VERSION = 2
 #: Config keys whose string values name pretrained weights (hub ids or
 #: local paths); recorded in ``meta['pet']['pretrained']``.
 PRETRAINED_CFG_KEYS: Tuple[str, ...] = (
@@ -49,6 +53,11 @@ _CHECK_MODES = ('error', 'warn', 'ignore')
 
 class CheckpointReadError(RuntimeError):
     """A checkpoint file exists but cannot be read (truncated or corrupt)."""
+
+
+class UnsafeCheckpointError(CheckpointReadError):
+    """A checkpoint asks to unpickle a callable (``torch.load`` with
+    ``weights_only=True`` refused it before running anything)."""
 
 
 class CheckpointMismatchError(ValueError):
@@ -74,8 +83,12 @@ def read_checkpoint(filename: str,
 
     Raises:
         FileNotFoundError: ``filename`` does not exist.
+        PermissionError: it cannot be opened (naming it).
         CheckpointReadError: the file is truncated, corrupt or not a torch
             checkpoint; the message names the file and its size.
+        UnsafeCheckpointError: (a ``CheckpointReadError``) the file names a
+            global outside the allowed list (e.g. ``posix.system``); it is
+            refused before anything runs, naming the file and the global.
         CheckpointMismatchError: the file holds no state dict.
     """
     filename = os.fspath(filename)
@@ -84,6 +97,20 @@ def read_checkpoint(filename: str,
     try:
         obj = torch.load(filename, map_location=map_location,
                          weights_only=True)
+    except PermissionError:
+        raise  # names the file; not a corrupt checkpoint
+    except pickle.UnpicklingError as err:
+        # weights_only refused a global (a function or class to call): a
+        # crafted file, or one pickling objects beyond tensors and the
+        # mmengine metadata sera_mm allows
+        found = re.search(r'GLOBAL ([\w.]+)', str(err))
+        what = f'the global {found.group(1)}' if found else \
+            'a global outside the allowed list'
+        raise UnsafeCheckpointError(
+            f'refused to load checkpoint "{filename}": it asks to unpickle '
+            f'{what}; expected tensors and plain data only (a weights file '
+            'never names a callable: the file is not a plain checkpoint or '
+            'was tampered with); nothing in it was run') from err
     except Exception as err:  # torch raises several types for bad files
         size = osp.getsize(filename)
         raise CheckpointReadError(
@@ -235,10 +262,70 @@ def make_pet_checkpoint_state(
         model_class=type(unwrap_model(model)).__name__,
         config_digest=(config_digest(model_cfg)
                        if model_cfg is not None else None),
-        base_digest=state_digest(
+        base_fingerprint=state_fingerprint(
             state_dict, [k for k in state_dict if k not in keep]),
     )
     return pet_state, meta
+
+
+#: State entries added to the models after PET format 1 checkpoints were
+#: first written; a format-1 ``base_digest`` was computed without them.
+ADDED_AFTER_FORMAT_1 = (re.compile(r'(^|\.)router\._temperature$'),
+                        re.compile(r'(^|\.)routers\.\d+\._temperature$'))
+
+#: Default relative tolerance of the base-weight check (see
+#: :func:`compare_fingerprints`).
+BASE_RTOL = 1e-3
+
+
+def state_fingerprint(state: Mapping[str, torch.Tensor],
+                      keys: Iterable[str]) -> Dict[str, List[Any]]:
+    """Cheap per-tensor fingerprints: ``{key: [shape, dtype, sum, sum of
+    squares]}`` (sums in float64, computed where the tensor lives, so a GPU
+    model is not copied to the host). Two sets of weights whose
+    fingerprints agree within a small relative tolerance are the same
+    weights up to float rounding (e.g. an OpenAI CLIP ``.pt`` converted
+    beside the hub's copy)."""
+    out: Dict[str, List[Any]] = {}
+    with torch.no_grad():
+        for key in sorted(keys):
+            t = state[key].detach()
+            if t.is_floating_point() or t.is_complex():
+                t64 = t.double()
+                sums = [float(t64.sum()), float((t64 * t64).sum())]
+            else:
+                t64 = t.long() if t.numel() else t
+                sums = [float(t64.sum()) if t.numel() else 0.0,
+                        float((t64 * t64).sum()) if t.numel() else 0.0]
+            out[key] = [list(t.shape), str(t.dtype)] + sums
+    return out
+
+
+def compare_fingerprints(expected: Mapping[str, Sequence[Any]],
+                         actual: Mapping[str, Sequence[Any]],
+                         rtol: float = BASE_RTOL) -> List[str]:
+    """Keys whose fingerprints differ (shape, dtype, or a sum beyond
+    ``rtol`` relative to the sum of squares' scale); keys the model lacks
+    are reported, keys only the model has (parts added since) are not."""
+    bad = []
+    for key, exp in expected.items():
+        got = actual.get(key)
+        if got is None:
+            bad.append(f'{key} (not in the model)')
+            continue
+        if list(exp[0]) != list(got[0]) or exp[1] != got[1]:
+            bad.append(f'{key} (shape/dtype {exp[0]} {exp[1]} vs '
+                       f'{got[0]} {got[1]})')
+            continue
+        numel = max(1, int(torch.tensor(exp[0]).prod().item()) if exp[0]
+                    else 1)
+        scale = (max(abs(exp[3]), abs(got[3])) / numel) ** 0.5 * numel
+        for e, g in zip(exp[2:], got[2:]):
+            tol = rtol * max(scale, abs(e), abs(g), 1e-12)
+            if abs(e - g) > tol:
+                bad.append(key)
+                break
+    return bad
 
 
 # --------------------------------------------------------------------------
@@ -296,9 +383,19 @@ def check_base_digest(model: nn.Module,
                       state: Mapping[str, torch.Tensor],
                       pet_meta: Mapping[str, Any],
                       mode: str = 'error',
-                      source: str = 'checkpoint') -> bool:
+                      source: str = 'checkpoint',
+                      rtol: float = BASE_RTOL) -> bool:
     """Compare the model's weights outside the PET checkpoint with the ones
     it was trained on.
+
+    Checkpoints record per-tensor fingerprints (:func:`state_fingerprint`;
+    cheap, no host copy): weights equal up to ``rtol`` pass, so the same
+    weights from another source (an OpenAI ``.pt`` against the hub's copy)
+    are accepted; entries the model gained since the checkpoint was written
+    (new buffers) are not compared. Older (format 1) checkpoints carry an
+    exact SHA-256 ``base_digest`` instead, computed without the entries
+    listed in ``ADDED_AFTER_FORMAT_1``. Weights that really differ can be
+    accepted on purpose with ``mode='warn'`` (``--check-base warn``).
 
     Args:
         model: target model, built with its pretrained weights.
@@ -317,19 +414,31 @@ def check_base_digest(model: nn.Module,
     if mode not in _CHECK_MODES:
         raise ValueError(f'check mode must be one of {_CHECK_MODES}, '
                          f'got {mode!r}')
+    fingerprint = pet_meta.get('base_fingerprint')
     expected = pet_meta.get('base_digest')
-    if mode == 'ignore' or not expected:
+    if mode == 'ignore' or not (fingerprint or expected):
         return True
     model_state = unwrap_model(model).state_dict()
-    actual = state_digest(model_state,
-                          [k for k in model_state if k not in state])
-    if actual == expected:
-        return True
+    if fingerprint:
+        actual_fp = state_fingerprint(
+            model_state, [k for k in fingerprint if k in model_state])
+        bad = compare_fingerprints(fingerprint, actual_fp, rtol)
+        if not bad:
+            return True
+        what = (f'{len(bad)} of {len(fingerprint)} frozen tensors differ '
+                f'beyond rtol={rtol:g}, e.g. {", ".join(bad[:3])}')
+    else:  # format-1 checkpoints: an exact SHA-256
+        keys = [k for k in model_state if k not in state and not any(
+            r.search(k) for r in ADDED_AFTER_FORMAT_1)]
+        actual = state_digest(model_state, keys)
+        if actual == expected:
+            return True
+        what = f'base digest {actual[:12]} != {expected[:12]}'
     msg = (f'{source}: the model\'s frozen weights differ from those the PET '
-           'checkpoint was trained on (base digest '
-           f'{actual[:12]} != {expected[:12]}); build the model with the '
+           f'checkpoint was trained on ({what}); build the model with the '
            f'pretrained weights {dict(pet_meta.get("pretrained") or {})} '
-           '(randomly initialised encoders need the training seed)')
+           '(randomly initialised encoders need the training seed), or '
+           "accept them with check_base='warn' / --check-base warn")
     if mode == 'error':
         raise CheckpointMismatchError(msg)
     warnings.warn(msg)
@@ -400,13 +509,18 @@ def load_full_checkpoint(model: nn.Module,
 
 def load_checkpoint_any(model: nn.Module,
                         checkpoint: Union[str, Mapping[str, Any]],
-                        check_base: str = 'error') -> Dict[str, Any]:
+                        check_base: str = 'error',
+                        source: Optional[str] = None) -> Dict[str, Any]:
     """Load a PET or a full checkpoint, told apart by ``meta['pet']``.
+
+    Args:
+        source: how messages name a checkpoint given as a dict (e.g.
+            ``'checkpoint "<path>"'``; a path names itself).
 
     Returns:
         The checkpoint dict.
     """
-    ckpt, source = _resolve(checkpoint, None)
+    ckpt, source = _resolve(checkpoint, source)
     if is_pet_checkpoint(ckpt):
         return load_pet_checkpoint(model, ckpt, check_base, source=source)
     return load_full_checkpoint(model, ckpt, source=source)

@@ -1,8 +1,12 @@
 """Config helpers: build a model config's architecture with random weights
-when its pretrained weights are not available on this machine."""
+when its pretrained weights are not available on this machine; name the
+config entry a component rejects."""
+import contextlib
 import copy
+import difflib
 import os.path as osp
-from typing import Any, Optional
+import re
+from typing import Any, Iterator, List, Optional
 
 PRETRAINED_KEY = 'pretrained'
 
@@ -56,3 +60,133 @@ def _walk(node: Any, force: bool) -> None:
     elif isinstance(node, (list, tuple)):
         for item in node:
             _walk(item, force)
+
+
+# --------------------------------------------------------------------------
+# config entries a component does not accept
+# --------------------------------------------------------------------------
+class ConfigError(ValueError):
+    """A config entry that the component it builds does not accept (e.g. a
+    misspelt argument name); the message names the config file and the
+    entry's dotted path."""
+
+
+#: ``TypeError`` message of a constructor given an argument it lacks
+#: (python >= 3.10 prefixes the class name).
+_UNEXPECTED_ARG = re.compile(
+    r"(?:(?P<cls>[\w.]+)\.)?__init__\(\) got an unexpected keyword "
+    r"argument '(?P<arg>\w+)'")
+
+
+def config_key_paths(cfg: Any, key: str) -> List[str]:
+    """Dotted paths (``model.decode_head.chanels``, ``custom_hooks[0].x``)
+    of every mapping entry named ``key`` in a nested config."""
+    found: List[str] = []
+
+    def visit(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for name, value in node.items():
+                sub = f'{path}.{name}' if path else str(name)
+                if name == key:
+                    kind = node.get('type')
+                    found.append(sub + (f' (type {kind})'
+                                        if isinstance(kind, str) else ''))
+                visit(value, sub)
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                visit(value, f'{path}[{i}]')
+
+    if hasattr(cfg, 'to_dict'):
+        cfg = cfg.to_dict()
+    visit(cfg, '')
+    return found
+
+
+def explain_config_type_error(err: TypeError, cfg: Any,
+                              config_path: str) -> Optional[ConfigError]:
+    """A :class:`ConfigError` for a constructor's "unexpected keyword
+    argument" ``TypeError`` whose argument is a key of ``cfg`` (so a config
+    entry caused it), else None (a ``TypeError`` from code, kept as is)."""
+    match = _UNEXPECTED_ARG.search(str(err))
+    if match is None:
+        return None
+    paths = config_key_paths(cfg, match.group('arg'))
+    if not paths:
+        return None
+    who = match.group('cls') or 'the component'
+    return ConfigError(
+        f'config {config_path}: unknown argument {match.group("arg")!r} at '
+        f'{", ".join(paths)}: {who}.__init__ does not accept it (misspelt, '
+        'or an option of another type?)')
+
+
+#: mmengine's ``KeyError`` for a ``type`` no registry in the scope chain has.
+_UNKNOWN_TYPE = re.compile(
+    r'^(?P<name>.+?) is not in the (?P<scope>[\w.]+)::(?P<registry>.+?) '
+    r'registry')
+
+
+def _registered_names(scope: str, registry_name: str) -> List[str]:
+    """Every type name the registry ``registry_name`` (e.g. 'model') of
+    ``scope`` (e.g. 'sera_mm') and its parents (mmseg's, mmengine's)
+    know."""
+    from mmengine.registry import Registry
+
+    from sera_mm import registry as sera_registry
+    names: List[str] = []
+    for value in vars(sera_registry).values():
+        if isinstance(value, Registry) and value.name == registry_name \
+                and value.scope == scope:
+            node = value
+            while node is not None:
+                names += list(node.module_dict)
+                node = node.parent
+            break
+    return names
+
+
+def explain_config_key_error(err: KeyError, cfg: Any,
+                             config_path: str) -> Optional[ConfigError]:
+    """A :class:`ConfigError` for mmengine's "<type> is not in the
+    <registry> registry" ``KeyError`` when a ``type`` of ``cfg`` has that
+    value (naming where, with the closest registered names), else None."""
+    text = err.args[0] if len(err.args) == 1 and isinstance(
+        err.args[0], str) else str(err)
+    match = _UNKNOWN_TYPE.search(text)
+    if match is None:
+        return None
+    name = match.group('name')
+    paths = [p.split(' (type ')[0] for p in config_key_paths(cfg, 'type')
+             if p.endswith(f' (type {name})')]
+    if not paths:
+        return None
+    close = difflib.get_close_matches(
+        name, _registered_names(match.group('scope'),
+                                match.group('registry')), n=3)
+    hint = f'; did you mean {", ".join(map(repr, close))}?' if close else \
+        ' (misspelt, or its module is not imported: custom_imports)'
+    return ConfigError(
+        f'config {config_path}: unknown type {name!r} at '
+        f'{", ".join(paths)}: not in the {match.group("scope")}::'
+        f'{match.group("registry")} registry{hint}')
+
+
+@contextlib.contextmanager
+def config_errors(cfg: Any, config_path: str) -> Iterator[None]:
+    """Turn a component's "unexpected keyword argument" ``TypeError`` and
+    mmengine's unknown-``type`` ``KeyError`` raised inside the block
+    (building the Runner, its model, loops, datasets, hooks) into a
+    :class:`ConfigError` naming the config file and entry; other errors
+    pass through unchanged."""
+    try:
+        yield
+    except TypeError as err:
+        explained = explain_config_type_error(err, cfg, config_path)
+        if explained is None:
+            raise
+        raise explained from err
+    except KeyError as err:
+        explained = explain_config_key_error(err, cfg, config_path)
+        if explained is None:
+            raise
+        raise explained from err

@@ -1,5 +1,6 @@
 """Drawing helpers and routing statistics for referring segmentation."""
-from .refer_visualizer import (compose_refer_panel, draw_router_bars,
+from .refer_visualizer import (compose_refer_panel, draw_overlay,
+                               draw_router_bars, draw_routing_chart,
                                expert_weights_by_name, mask_iou,
                                overlay_mask, router_group, routing_bar_data)
 from .router_stats import (aggregate_routing, format_router_stats_csv,
@@ -9,7 +10,8 @@ from .router_stats import (aggregate_routing, format_router_stats_csv,
                            write_router_stats)
 
 __all__ = [
-    'compose_refer_panel', 'draw_router_bars', 'expert_weights_by_name',
+    'compose_refer_panel', 'draw_overlay', 'draw_router_bars',
+    'draw_routing_chart', 'expert_weights_by_name',
     'mask_iou', 'overlay_mask', 'router_group', 'routing_bar_data',
     'aggregate_routing', 'format_router_stats_csv', 'format_router_stats_md',
     'plot_router_stats', 'routing_from_sample', 'write_router_stats',

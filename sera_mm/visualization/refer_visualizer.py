@@ -81,7 +81,8 @@ def expert_weights_by_name(routing: Routing) -> 'OrderedDict[str, float]':
 def overlay_mask(image: np.ndarray,
                  mask: np.ndarray,
                  color: Sequence[int],
-                 alpha: float = 0.5) -> np.ndarray:
+                 alpha: float = 0.5,
+                 thickness: Optional[int] = None) -> np.ndarray:
     """Blend ``mask`` in ``color`` onto ``image`` and outline it.
 
     Args:
@@ -89,6 +90,8 @@ def overlay_mask(image: np.ndarray,
         mask: (H, W) bool (or anything ``> 0`` is foreground).
         color: BGR colour.
         alpha: opacity of the colour inside the mask.
+        thickness: outline width in pixels; default ``min(H, W) / 150``
+            (at least 1).
 
     Returns:
         (H, W, 3) uint8 BGR copy.
@@ -106,9 +109,70 @@ def overlay_mask(image: np.ndarray,
                  colour * alpha).astype(np.uint8)
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_SIMPLE)
+    if thickness is None:
+        thickness = max(1, round(min(image.shape[:2]) / 150))
     cv2.drawContours(out, contours, -1, tuple(int(c) for c in color),
-                     max(1, round(min(image.shape[:2]) / 150)))
+                     int(thickness))
     return out
+
+
+def draw_overlay(image: np.ndarray,
+                 mask: np.ndarray,
+                 text: str = '',
+                 color: Sequence[int] = PRED_COLOR,
+                 alpha: float = 0.5) -> np.ndarray:
+    """The overlay picture of one prediction (what ``tools/infer.py``, the
+    ONNX tool and the demo show): ``mask`` blended onto ``image`` and
+    outlined (:func:`overlay_mask`), with ``text`` on a black banner above
+    the picture.
+
+    Args:
+        image: (H, W, 3) uint8 BGR.
+        mask: (H, W) bool.
+        text: the expression (non-ASCII characters shown as '?'); no
+            banner when empty.
+        color: BGR colour of the region.
+        alpha: opacity of the region colour.
+
+    Returns:
+        (H + banner, W, 3) uint8 BGR.
+
+    Raises:
+        ValueError: ``mask`` and ``image`` sizes differ.
+    """
+    mask = np.asarray(mask)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f'mask shape {mask.shape} does not match image '
+                         f'shape {image.shape[:2]}')
+    out = overlay_mask(image, mask, color, alpha,
+                       thickness=max(1, round(min(image.shape[:2]) / 200)))
+    if not text:
+        return out
+    width = image.shape[1]
+    scale = max(0.35, width / 900)
+    (char_w, char_h), base = cv2.getTextSize('M', _FONT, scale, 1)
+    lines = textwrap.wrap(ascii_text(text),
+                          max(8, width // max(char_w, 1) - 1))
+    line_h = char_h + base + 4
+    banner = np.zeros((line_h * len(lines) + 6, width, 3), np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(banner, line, (4, 4 + char_h + i * line_h), _FONT,
+                    scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([banner, out], axis=0)
+
+
+def draw_routing_chart(routing: Optional[Routing],
+                       height: int = 240,
+                       width: int = 360,
+                       mode: str = 'average',
+                       title: Optional[str] = None) -> Optional[np.ndarray]:
+    """The router bar chart of one prediction (:func:`routing_bar_data` +
+    :func:`draw_router_bars`), or None without routing."""
+    if not routing:
+        return None
+    weights, experts = routing_bar_data(routing, mode)
+    return draw_router_bars(weights, experts, height, width,
+                            title=title or f'expert weights ({mode})')
 
 
 def _text_scale(width: int) -> float:

@@ -2,6 +2,7 @@
 from mmseg.datasets.transforms import PackSegInputs
 
 from sera_mm.registry import TRANSFORMS
+from ..refer_dataset import check_text
 
 #: Metainfo carried by every referring sample (keys a sample lacks are
 #: skipped: ``no_target`` and ``target_count`` come from generalised
@@ -20,7 +21,8 @@ class PackReferInputs(PackSegInputs):
     ``gt_sem_seg`` (1, H, W) when a mask was loaded.
 
     Raises:
-        ValueError: the sample has no (or an empty) ``text``.
+        ValueError: the sample has no (or an empty) ``text``, or one that is
+            not valid Unicode (lone surrogates: undecodable bytes).
     """
 
     def __init__(self, meta_keys=REFER_META_KEYS) -> None:
@@ -33,6 +35,9 @@ class PackReferInputs(PackSegInputs):
                 f'sample {results.get("img_path")} (ref_id '
                 f'{results.get("ref_id")}, sent_id {results.get("sent_id")})'
                 f': expected a non-empty expression in "text", got {text!r}')
+        check_text(text, f'sample {results.get("img_path")} (ref_id '
+                   f'{results.get("ref_id")}, sent_id '
+                   f'{results.get("sent_id")})')
         results.setdefault('flip', False)
         results.setdefault('flip_direction', None)
         return super().transform(results)

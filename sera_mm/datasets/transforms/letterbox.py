@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from mmcv.transforms import BaseTransform
 
 from sera_mm.registry import TRANSFORMS
+from .letterbox_geometry import letterbox_hw
 
 
 @TRANSFORMS.register_module()
@@ -45,9 +46,7 @@ class Letterbox(BaseTransform):
         self.interpolation = interpolation
 
     def _new_hw(self, h: int, w: int) -> Tuple[int, int]:
-        scale = self.size / max(h, w)
-        return (min(self.size, max(1, int(round(h * scale)))),
-                min(self.size, max(1, int(round(w * scale)))))
+        return letterbox_hw(h, w, self.size)
 
     def transform(self, results: dict) -> dict:
         img = results['img']

@@ -17,8 +17,12 @@ def to_bgr3(img: np.ndarray, name: str = 'image') -> np.ndarray:
     assumed: the colour channels are kept as stored).
 
     Raises:
-        ValueError: other shapes, naming ``name``.
+        ValueError: other shapes, or an empty (zero height or width) image,
+            naming ``name``.
     """
+    if img.ndim in (2, 3) and 0 in img.shape[:2]:
+        raise ValueError(f'{name}: empty image of shape {img.shape}; '
+                         'expected a height and width of at least 1 pixel')
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     if img.ndim == 3 and img.shape[2] == 1:
@@ -59,7 +63,9 @@ class LoadReferImage(BaseTransform):
         backend_args: mmengine file backend arguments (local by default).
 
     Raises:
-        FileNotFoundError: the file is missing or not a readable image.
+        FileNotFoundError: the file is missing, empty or not a readable
+            image (truncated, corrupt, zero width or height).
+        ValueError: a given ``img`` array that is empty or of another shape.
     """
 
     def __init__(self, backend_args: Optional[dict] = None) -> None:
@@ -74,6 +80,9 @@ class LoadReferImage(BaseTransform):
                 buf = fileio.get(path, backend_args=self.backend_args)
             except FileNotFoundError:
                 raise FileNotFoundError(f'image not found: {path}') from None
+            if not len(buf):
+                raise FileNotFoundError(f'image unreadable (an empty file, 0 '
+                                        f'bytes): {path}')
             img = cv2.imdecode(np.frombuffer(buf, np.uint8),
                                cv2.IMREAD_UNCHANGED)
             if img is None:

@@ -4,6 +4,7 @@ from typing import Dict, Sequence, Set
 
 import torch
 from mmengine.hooks import CheckpointHook
+from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from sera_mm.registry import HOOKS
 from ..atomic_io import ATOMIC_BACKEND_NAME
@@ -114,7 +115,11 @@ class PETCheckpointHook(CheckpointHook):
         if not is_pet_checkpoint(checkpoint):
             return
         state = strip_prefix(checkpoint['state_dict'])
-        source = 'PET checkpoint being loaded'
+        path = getattr(runner, '_load_from', None)
+        if path is None and getattr(runner, '_resume', False):
+            path = find_latest_checkpoint(runner.work_dir)
+        source = (f'PET checkpoint "{path}"' if path else
+                  'PET checkpoint being loaded')
         check_state_fits_model(runner.model, state, partial=True,
                                source=source)
         check_base_digest(runner.model, state,

@@ -37,9 +37,11 @@ class BaseTextEncoder(nn.Module):
     """Tokenises raw strings with ``self.tokenizer`` to ``max_length``.
 
     Subclasses set ``self.tokenizer``, ``self.max_length``, ``self.embed_dim``
-    and implement ``encode(texts) -> TextFeatures``; ``forward`` checks the
-    texts and, for a fully frozen encoder with ``cache_size > 0``, serves
-    repeated expressions from a feature cache.
+    and implement ``encode(texts) -> TextFeatures`` and ``encode_ids(
+    input_ids, attention_mask) -> TextFeatures`` (the same from the output
+    of :meth:`tokenize`: what a traced / exported model runs); ``forward``
+    checks the texts and, for a fully frozen encoder with ``cache_size >
+    0``, serves repeated expressions from a feature cache.
 
     Feature cache: when no parameter of the encoder trains (``trainable=
     'none'``), its output for a string never changes, so ``forward`` keeps
@@ -147,6 +149,13 @@ class BaseTextEncoder(nn.Module):
                                      for x in zip(*rows))
         from .text_features import TextFeatures
         return TextFeatures(words=words, pad_mask=pad_mask, sentence=sentence)
+
+    def encode_ids(self, input_ids: torch.Tensor,
+                   attention_mask: torch.Tensor):
+        """Encode tokenised expressions ((B, L) ids and attention mask, as
+        :meth:`tokenize` gives them) -> TextFeatures."""
+        raise NotImplementedError(
+            f'{type(self).__name__} does not implement encode_ids')
 
     def tokenize(self, texts: Sequence[str]) -> Dict[str, torch.Tensor]:
         """Tokenise to ``(B, max_length)`` ``input_ids``/``attention_mask``.

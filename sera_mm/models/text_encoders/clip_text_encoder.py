@@ -138,11 +138,32 @@ class CLIPTextEncoder(BaseTextEncoder):
         """
         enc = self.tokenize(texts)
         ids = enc['input_ids']
+        if not bool((ids == self.eos_token_id).any(dim=1).all()):
+            raise ValueError('an encoded expression has no EOT token')
+        return self.encode_ids(ids, enc.get('attention_mask'))
+
+    def encode_ids(self,
+                   input_ids: torch.Tensor,
+                   attention_mask: Optional[torch.Tensor] = None
+                   ) -> TextFeatures:
+        """Encode tokenised expressions (what :meth:`encode` does after
+        :meth:`tokenize`; the path the ONNX export traces).
+
+        Args:
+            input_ids: (B, L) token ids, each row with an EOT token (the
+                padding is EOT too).
+            attention_mask: unused (the causal text transformer sees no
+                padding before the first EOT); accepted so that every text
+                encoder takes the tokenizer's output.
+
+        Returns:
+            TextFeatures with words (B, L, C_t), pad_mask (B, L) bool (True
+            after the first EOT), sentence (B, C_t).
+        """
+        ids = input_ids
         out = self.model.text_model(input_ids=ids)
         hidden = out.last_hidden_state  # (B, L, C) after final LayerNorm
         is_eos = ids == self.eos_token_id
-        if not bool(is_eos.any(dim=1).all()):
-            raise ValueError('an encoded expression has no EOT token')
         eot = is_eos.int().argmax(dim=1)  # first EOT (pad is EOT too)
         batch = torch.arange(ids.shape[0], device=ids.device)
         if self.project_words:

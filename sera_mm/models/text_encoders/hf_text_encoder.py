@@ -1,6 +1,8 @@
 """BERT-family text encoders from HF transformers."""
 from typing import Optional, Sequence
 
+from torch import Tensor
+
 from sera_mm.models.utils.pet import PETRule, apply_pet
 from sera_mm.registry import MODELS
 from sera_mm.utils.pretrained import resolve_pretrained
@@ -94,10 +96,30 @@ class HFTextEncoder(BaseTextEncoder):
             TextFeatures with words (B, L, C_t), pad_mask (B, L) bool,
             sentence (B, C_t); L = ``max_length``.
         """
-        enc = self.tokenize(texts)
+        return self.encode_ids(**self.tokenize(texts))
+
+    def encode_ids(self,
+                   input_ids: Tensor,
+                   attention_mask: Tensor,
+                   token_type_ids: Optional[Tensor] = None) -> TextFeatures:
+        """Encode tokenised expressions (what :meth:`encode` does after
+        :meth:`tokenize`; the path the ONNX export traces).
+
+        Args:
+            input_ids: (B, L) token ids.
+            attention_mask: (B, L), 1 for real tokens, 0 for padding.
+            token_type_ids: (B, L) or None (zeros, as the tokenizer gives).
+
+        Returns:
+            TextFeatures with words (B, L, C_t), pad_mask (B, L) bool,
+            sentence (B, C_t).
+        """
+        enc = dict(input_ids=input_ids, attention_mask=attention_mask)
+        if token_type_ids is not None:
+            enc['token_type_ids'] = token_type_ids
         out = self.model(**enc)
         words = out.last_hidden_state
-        valid = enc['attention_mask'].bool()
+        valid = attention_mask.bool()
         if self.pooling == 'mean':
             weights = valid.to(words.dtype).unsqueeze(-1)
             sentence = (words * weights).sum(1) / weights.sum(1).clamp(min=1)

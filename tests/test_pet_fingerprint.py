@@ -1,0 +1,86 @@
+"""The PET base-weight check: cheap fingerprints with a tolerance, entries
+added to the model since the checkpoint are not compared, and format-1
+checkpoints (exact digest) still load."""
+import pytest
+import torch
+import torch.nn as nn
+
+import sera_mm  # noqa: F401
+from sera_mm.engine.pet_checkpoint import (CheckpointMismatchError,
+                                           check_base_digest,
+                                           compare_fingerprints,
+                                           state_digest, state_fingerprint)
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.frozen = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 2)
+        self.frozen.requires_grad_(False)
+
+
+def _meta(net, **kw):
+    state = net.state_dict()
+    omitted = [k for k in state if not k.startswith('head.')]
+    return {k: v for k, v in state.items() if k.startswith('head.')}, dict(
+        base_fingerprint=state_fingerprint(state, omitted), **kw)
+
+
+def test_same_weights_up_to_rounding_pass_and_changed_ones_fail():
+    net = _Net()
+    pet_state, meta = _meta(net)
+    assert check_base_digest(net, pet_state, meta)
+    with torch.no_grad():  # float rounding (as a converted copy has)
+        net.frozen.weight.mul_(1 + 1e-7)
+    assert check_base_digest(net, pet_state, meta)
+    with torch.no_grad():
+        net.frozen.weight[0, 0] += 1.0
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"1 of 2 frozen tensors differ.*frozen.weight"
+                       r".*--check-base warn"):
+        check_base_digest(net, pet_state, meta)
+    with pytest.warns(UserWarning, match='frozen weights differ'):
+        assert not check_base_digest(net, pet_state, meta, mode='warn')
+    assert check_base_digest(net, pet_state, meta, mode='ignore')
+
+
+def test_entries_added_since_are_not_compared_but_missing_ones_are():
+    net = _Net()
+    pet_state, meta = _meta(net)
+    net.register_buffer('new_buffer', torch.ones(3))
+    assert check_base_digest(net, pet_state, meta)
+    del net.frozen
+    with pytest.raises(CheckpointMismatchError, match='not in the model'):
+        check_base_digest(net, pet_state, meta)
+
+
+def test_fingerprints_compare_shape_dtype_and_sums():
+    a = {'w': torch.ones(2, 3), 'i': torch.arange(4)}
+    fa = state_fingerprint(a, a)
+    assert fa['w'] == [[2, 3], 'torch.float32', 6.0, 6.0]
+    assert compare_fingerprints(fa, fa) == []
+    b = dict(a, w=torch.ones(3, 2))
+    assert compare_fingerprints(fa, state_fingerprint(b, b)) == [
+        "w (shape/dtype [2, 3] torch.float32 vs [3, 2] torch.float32)"]
+    c = dict(a, i=torch.arange(4) + 1)
+    assert compare_fingerprints(fa, state_fingerprint(c, c)) == ['i']
+
+
+def test_format_1_digest_ignores_router_temperatures_added_later():
+    from sera_mm.models.routers import ExpertRouter
+    model = nn.Module()
+    model.backbone = nn.Linear(4, 4)
+    model.router = ExpertRouter(4, 3, 2)
+    state = model.state_dict()
+    pet = {k: v for k, v in state.items() if k.startswith('router.')
+           and k != 'router._temperature'}
+    # what an older release recorded: no temperature buffer existed then
+    legacy = dict(base_digest=state_digest(
+        state, [k for k in state if k.startswith('backbone.')]))
+    assert check_base_digest(model, pet, legacy)
+    with torch.no_grad():
+        model.backbone.weight.add_(1)
+    with pytest.raises(CheckpointMismatchError, match='base digest'):
+        check_base_digest(model, pet, legacy)
