@@ -453,6 +453,24 @@ def test_cli_writes_and_refuses_to_overwrite(tmp_path, capsys):
     assert _digest(out) != digest
 
 
+def test_cli_generalised_variant(tmp_path, capsys):
+    import json
+    from sera_mm.datasets.synthetic import GREFS_FILE
+    cli = _load_cli()
+    out = tmp_path / 'gref'
+    argv = ['--generalised', '--out', str(out), '--num-images', '6',
+            '--image-size', '64', '--no-progress', '--no-target-prob', '1.0']
+    assert cli.main(argv) == 0
+    assert is_synthetic_refer_complete(str(out), GREFS_FILE)
+    assert not (out / 'refs(synthetic).p').exists()
+    refs = json.loads((out / GREFS_FILE).read_text())
+    assert any(r['no_target'] for r in refs)
+    assert cli.main(argv) == 1
+    assert 'generalised synthetic dataset' in capsys.readouterr().err
+    assert cli.parse_args(['--generalised']).out == 'data/synthetic_gref'
+    assert cli.parse_args([]).out == 'data/synthetic'
+
+
 def test_generation_time_is_reported(tmp_path):
     """Prints the generation speed (not asserted)."""
     start = time.perf_counter()

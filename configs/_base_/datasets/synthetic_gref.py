@@ -6,7 +6,7 @@
 # that matches nothing, expr_type 'no_target'), every one checked against
 # its scene. Generated into data/synthetic_gref on first use (about 40 s for
 # 2,000 images), or beforehand with
-#   python tools/dataset_converters/make_synthetic_grefer.py \
+#   python tools/dataset_converters/make_synthetic_refer.py --generalised \
 #       --out data/synthetic_gref
 _base_ = ['./synthetic.py']
 dataset_type = 'SyntheticGReferDataset'
