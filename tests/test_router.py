@@ -398,3 +398,17 @@ def test_router_deep_copies_and_pickles_after_forward():
     assert restored.balance_loss().item() == 0.0
     w = restored(*_inputs())
     assert torch.allclose(w, router(*_inputs()))
+
+
+def test_aux_losses_computes_only_the_requested_keys(monkeypatch):
+    router = ExpertRouter(D, CT, E)
+    router(*_inputs())
+    calls = []
+    monkeypatch.setattr(router, 'assign_loss',
+                        lambda: calls.append('assign') or torch.zeros(()))
+    out = router.aux_losses(('balance', ))
+    assert set(out) == {'balance'} and calls == []
+    assert set(router.aux_losses()) == {'balance', 'z', 'z_lse', 'assign'}
+    assert calls == ['assign']
+    with pytest.raises(ValueError, match='unknown auxiliary losses'):
+        router.aux_losses(('entropy', ))

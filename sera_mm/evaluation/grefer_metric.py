@@ -54,7 +54,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from sera_mm.registry import METRICS
-from .refer_metric import _get, _mask_data, _plain, _to_numpy_2d
+from .refer_metric import _get, _plain, read_mask_pair
 
 #: One stored result: (intersection, union, predicted area, no_target,
 #: expr_type, sent_id, ref_id).
@@ -133,21 +133,7 @@ class GReferMetric(BaseMetric):
             ValueError: prediction and ground truth shapes differ.
         """
         for sample in data_samples:
-            sent_id = _get(sample, 'sent_id')
-            pred = _mask_data(sample, 'pred_sem_seg')
-            gt = _mask_data(sample, 'gt_sem_seg')
-            if pred is None or gt is None:
-                missing = 'pred_sem_seg' if pred is None else 'gt_sem_seg'
-                raise KeyError(f'GReferMetric needs "{missing}" with "data"'
-                               f' in sample sent_id={sent_id!r}')
-            pred = _to_numpy_2d(pred, 'pred_sem_seg', sent_id) > 0
-            gt = _to_numpy_2d(gt, 'gt_sem_seg', sent_id) > 0
-            if pred.shape != gt.shape:
-                raise ValueError(
-                    f'sample sent_id={sent_id!r}: pred_sem_seg shape '
-                    f'{tuple(pred.shape)} does not match gt_sem_seg shape '
-                    f'{tuple(gt.shape)}; both must be at the original image '
-                    'resolution')
+            sent_id, pred, gt = read_mask_pair(sample, 'GReferMetric')
             no_target = _get(sample, 'no_target')
             no_target = (not gt.any()) if no_target is None else \
                 bool(_plain(no_target))

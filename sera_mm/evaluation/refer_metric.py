@@ -164,21 +164,7 @@ class ReferMetric(BaseMetric):
             ValueError: prediction and ground truth shapes differ.
         """
         for sample in data_samples:
-            sent_id = _get(sample, 'sent_id')
-            pred = _mask_data(sample, 'pred_sem_seg')
-            gt = _mask_data(sample, 'gt_sem_seg')
-            if pred is None or gt is None:
-                missing = 'pred_sem_seg' if pred is None else 'gt_sem_seg'
-                raise KeyError(f'ReferMetric needs "{missing}" with "data" '
-                               f'in sample sent_id={sent_id!r}')
-            pred = _to_numpy_2d(pred, 'pred_sem_seg', sent_id) > 0
-            gt = _to_numpy_2d(gt, 'gt_sem_seg', sent_id) > 0
-            if pred.shape != gt.shape:
-                raise ValueError(
-                    f'sample sent_id={sent_id!r}: pred_sem_seg shape '
-                    f'{tuple(pred.shape)} does not match gt_sem_seg shape '
-                    f'{tuple(gt.shape)}; both must be at the original image '
-                    'resolution')
+            sent_id, pred, gt = read_mask_pair(sample, 'ReferMetric')
             inter = int(np.count_nonzero(pred & gt))
             union = int(np.count_nonzero(pred | gt))
             expr_type = _get(sample, 'expr_type')
@@ -256,6 +242,34 @@ class ReferMetric(BaseMetric):
                                path)
         print_log(f'ReferMetric: wrote {len(records)} per-sample IoUs to '
                   f'{path}', logger='current')
+
+
+def read_mask_pair(sample: Any, metric: str
+                   ) -> Tuple[Any, np.ndarray, np.ndarray]:
+    """``(sent_id, pred, gt)`` of one evaluated sample, both boolean (H, W)
+    masks at the original resolution.
+
+    Raises:
+        KeyError: ``pred_sem_seg`` or ``gt_sem_seg`` is missing (the
+            message names ``metric`` and the sample).
+        ValueError: their shapes differ.
+    """
+    sent_id = _get(sample, 'sent_id')
+    pred = _mask_data(sample, 'pred_sem_seg')
+    gt = _mask_data(sample, 'gt_sem_seg')
+    if pred is None or gt is None:
+        missing = 'pred_sem_seg' if pred is None else 'gt_sem_seg'
+        raise KeyError(f'{metric} needs "{missing}" with "data" in sample '
+                       f'sent_id={sent_id!r}')
+    pred = _to_numpy_2d(pred, 'pred_sem_seg', sent_id) > 0
+    gt = _to_numpy_2d(gt, 'gt_sem_seg', sent_id) > 0
+    if pred.shape != gt.shape:
+        raise ValueError(
+            f'sample sent_id={sent_id!r}: pred_sem_seg shape '
+            f'{tuple(pred.shape)} does not match gt_sem_seg shape '
+            f'{tuple(gt.shape)}; both must be at the original image '
+            'resolution')
+    return sent_id, pred, gt
 
 
 def sample_ious(inters: np.ndarray, unions: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ grid it is applied to into mixing weights over E experts. One router sits in
 every SERA-Adapter and one per level of the SERA-Fusion neck.
 """
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -19,6 +19,8 @@ _BALANCE = ('cv', 'switch')
 _CONDITIONS = ('text_visual', 'visual', 'text')
 _NOISE = (None, 'fixed', 'learned')
 _GATES = ('auto', 'prob', 'renorm')
+#: Names of the auxiliary losses (:meth:`ExpertRouter.aux_losses`).
+AUX_LOSS_KEYS = ('balance', 'z', 'z_lse', 'assign')
 
 
 class _Live:
@@ -413,10 +415,17 @@ class ExpertRouter(nn.Module):
         entropy = -(flat * torch.log(flat.clamp_min(1e-12))).sum(1)
         return entropy.mean() / math.log(self.num_experts)
 
-    def aux_losses(self) -> Dict[str, Tensor]:
-        """Every auxiliary loss of the last forward, unweighted:
-        ``balance``, ``z`` (paper), ``z_lse`` (ST-MoE), ``assign``."""
-        return dict(balance=self.balance_loss(),
-                    z=self.z_loss('mean_square'),
-                    z_lse=self.z_loss('lse'),
-                    assign=self.assign_loss())
+    def aux_losses(self, keys: Sequence[str] = AUX_LOSS_KEYS
+                   ) -> Dict[str, Tensor]:
+        """Auxiliary losses of the last forward, unweighted, for ``keys``
+        (default all): ``balance``, ``z`` (paper), ``z_lse`` (ST-MoE),
+        ``assign``. Only the requested ones are computed."""
+        compute = dict(balance=self.balance_loss,
+                       z=lambda: self.z_loss('mean_square'),
+                       z_lse=lambda: self.z_loss('lse'),
+                       assign=self.assign_loss)
+        unknown = [k for k in keys if k not in compute]
+        if unknown:
+            raise ValueError(f'unknown auxiliary losses {unknown}; expected '
+                             f'some of {AUX_LOSS_KEYS}')
+        return {k: compute[k]() for k in keys}

@@ -229,7 +229,7 @@ class SERASegmentor(BaseSegmentor):
             return {}
         per_key = {k: [] for k in keys}
         for router in ran:
-            values = router.aux_losses()
+            values = router.aux_losses(keys)
             for k in keys:
                 per_key[k].append(values[k].reshape(()))
         return {k: torch.stack(v).mean() for k, v in per_key.items()}
