@@ -518,6 +518,7 @@ def test_execute_run_resumes_and_records(tmp_path):
     assert info['trainable_params'] == 7 and info['total_params'] == 70
     assert info['attempts'][0]['returncode'] == 0
     assert info['attempts'][0]['resumed'] is True
+    assert isinstance(info['attempts'][0]['threads'], int)
     assert info['wall_time_s'] == pytest.approx(info['attempts'][0]['wall_s'])
     assert info['wall_time_s'] > 0
     # finished: a second call runs nothing

@@ -292,7 +292,10 @@ def execute_run(run: RunSpec, splits: Sequence[str],
     attempt = dict(
         start=datetime.now(timezone.utc).isoformat(timespec='seconds'),
         resumed=status == 'resume', command=cmd, wall_s=0.0,
-        returncode=None, commit=git_commit())
+        returncode=None, commit=git_commit(),
+        # CPU threads change float summation order (not the seed's
+        # initialisation or data order): recorded with every attempt
+        threads=_cpu_threads())
     info.setdefault('attempts', []).append(attempt)
     _write_json(info, info_path)
     print(f'[ablations] {run.row} ({osp.basename(run.work_dir)}): '
@@ -323,6 +326,13 @@ def execute_run(run: RunSpec, splits: Sequence[str],
     info['wall_time_s'] = total_wall_time(info)
     _write_json(info, info_path)
     return rc
+
+
+def _cpu_threads() -> Optional[int]:
+    """Threads a run's torch uses: ``OMP_NUM_THREADS`` if set to a number,
+    else the CPU count."""
+    value = os.environ.get('OMP_NUM_THREADS', '').strip()
+    return int(value) if value.isdigit() else os.cpu_count()
 
 
 def git_commit(root: str = ROOT) -> Optional[str]:
