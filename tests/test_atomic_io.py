@@ -14,8 +14,8 @@ import sera_mm  # noqa: F401
 from mmengine.structures import PixelData  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 
-from sera_mm.engine import atomic_io  # noqa: E402
-from sera_mm.engine.atomic_io import (atomic_torch_save,  # noqa: E402
+from sera_mm.utils import file_io as atomic_io  # noqa: E402
+from sera_mm.utils.file_io import (atomic_torch_save,  # noqa: E402
                                       atomic_write_bytes, atomic_write_image,
                                       atomic_write_json, current_umask)
 from sera_mm.engine.hooks import PredictionDumpHook  # noqa: E402

@@ -113,7 +113,7 @@ def test_backend_messages_for_bad_input(tiny, tmp_path):
         ((tiny['image'], ''), 'expression box is empty'),
         ((tiny['image'], ' \n \n'), 'expression box is empty'),
         ((None, 'the cat'), 'Upload an image'),
-        ((str(broken), 'the cat'), 'cannot decode image file'),
+        ((str(broken), 'the cat'), 'image unreadable'),
         ((tiny['image'], 'a\nb\nc\nd'), 'at most 3'),
     )
     for inputs, expected in cases:

@@ -311,12 +311,13 @@ def test_latency_tool_reports_both_runtimes(exported, tmp_path):
 
 
 # ------------------------------------------------ shared torch-free helpers
-def test_load_image_bgr_decodes_like_mmcv(tmp_path):
-    """load_image_bgr no longer goes through mmcv (so that the ONNX tool
-    needs no torch); it decodes files as mmcv.imread(path, 'color') did."""
+def test_load_image_decodes_like_mmcv(tmp_path):
+    """load_image no longer goes through mmcv (so that the ONNX tool
+    needs no torch); files without an EXIF orientation decode as
+    mmcv.imread(path, 'color') does."""
     import mmcv
 
-    from sera_mm.apis.image_io import load_image_bgr
+    from sera_mm.utils.image_io import load_image
     rng = np.random.default_rng(2)
     arrays = {'rgb.png': rng.integers(0, 256, (21, 34, 3), np.uint8),
               'gray.png': rng.integers(0, 256, (17, 9), np.uint8),
@@ -325,13 +326,13 @@ def test_load_image_bgr_decodes_like_mmcv(tmp_path):
     for name, array in arrays.items():
         path = str(tmp_path / name)
         assert cv2.imwrite(path, array)
-        img, got_path = load_image_bgr(path)
+        img, got_path = load_image(path)
         np.testing.assert_array_equal(
             img, mmcv.imread(path, flag='color', channel_order='bgr'))
         assert img.shape[2] == 3 and got_path == path
     (tmp_path / 'bad.png').write_bytes(b'no image')
-    with pytest.raises(ValueError, match='cannot decode'):
-        load_image_bgr(str(tmp_path / 'bad.png'))
+    with pytest.raises(ValueError, match='image unreadable.*bad.png'):
+        load_image(str(tmp_path / 'bad.png'))
 
 
 def test_draw_overlay_is_the_one_overlay_drawer():

@@ -622,7 +622,7 @@ def test_checkpoint_of_another_config_or_base_is_refused(
 KILLED_SAVE = '''
 import os, sys, time
 import torch
-from sera_mm.engine.atomic_io import atomic_torch_save
+from sera_mm.utils.file_io import atomic_torch_save
 
 def stalled_save(obj, f, *args, **kwargs):
     f.write(b'PK partial checkpoint bytes')

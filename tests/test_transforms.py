@@ -7,7 +7,7 @@ import sera_mm  # noqa: F401
 from sera_mm.datasets.transforms import (Letterbox, PackReferInputs,
                                          ReferRandomFlip, decode_segmentation,
                                          swap_left_right, undo_letterbox)
-from sera_mm.datasets.transforms.loading import to_bgr3
+from sera_mm.utils.image_io import to_bgr3
 
 
 def test_letterbox_shapes_and_undo_roundtrip():

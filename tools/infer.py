@@ -19,7 +19,7 @@ from typing import Dict, List
 import sera_mm  # noqa: F401  (mmcv.ops fallback, safe checkpoint loading)
 from mmengine.config import DictAction
 
-from sera_mm.apis import inference_model, init_model
+from sera_mm.apis import inference_model, init_model, load_image
 from sera_mm.apis.prediction_io import IMAGE_EXTENSIONS
 from sera_mm.apis.prediction_io import collect_jobs as _collect_jobs
 from sera_mm.apis.prediction_io import (format_record, save_predictions,
@@ -73,9 +73,10 @@ def main(argv=None) -> List[dict]:
     stems = unique_stems(list(jobs))
     records: List[dict] = []
     for image, texts in jobs.items():
-        samples = inference_model(model, image, texts)
-        for record in save_predictions(image, samples, args.out_dir,
-                                       stems[image]):
+        img, _ = load_image(image)  # decoded once for model and pictures
+        samples = inference_model(model, img, texts)
+        for record in save_predictions(img, samples, args.out_dir,
+                                       stems[image], image_name=image):
             records.append(record)
             print(format_record(record))
     write_predictions_json(records, args.out_dir)

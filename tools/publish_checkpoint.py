@@ -22,7 +22,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import sera_mm  # noqa: F401,E402  (safe checkpoint loading)
 import torch  # noqa: E402
 
-from sera_mm.engine.atomic_io import atomic_write_bytes  # noqa: E402
+from sera_mm.utils.file_io import atomic_write_bytes  # noqa: E402
 from sera_mm.engine.pet_checkpoint import read_checkpoint  # noqa: E402
 from sera_mm.utils.cli import add_debug_argument, run_cli  # noqa: E402
 

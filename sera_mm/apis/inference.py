@@ -21,11 +21,15 @@ from sera_mm.engine.pet_checkpoint import (is_pet_checkpoint,
                                            load_checkpoint_any,
                                            read_checkpoint)
 from sera_mm.registry import MODELS
-from .image_io import ImageInput, load_image_bgr
+from sera_mm.utils.config_utils import config_errors
+from sera_mm.utils.image_io import ImageInput, load_image
 
-#: Transforms dropped from the test pipeline at inference: image loading
-#: (the image is given) and annotation loading (there is none).
-_DROPPED_TRANSFORMS = ('LoadImage', 'Annotation', 'LoadRefer')
+#: Loaders that need a file on disk (mmcv / mmseg): inference gives the
+#: image in memory, which SERA-MM's ``LoadReferImage`` / ``LoadReferMask``
+#: accept (and they pass a sample without annotation through).
+_FILE_ONLY_LOADERS = ('LoadImageFromFile', 'LoadAnnotations',
+                      'LoadSingleRSImageFromFile',
+                      'LoadBiomedicalImageFromFile')
 
 
 @contextmanager
@@ -85,33 +89,41 @@ def init_model(config: Union[str, Path, Config],
 
     Raises:
         FileNotFoundError: the config or checkpoint file is missing.
+        ValueError: the config is not valid Python (file named).
+        ConfigError: an unknown ``type`` or argument in ``model`` (the
+            config and entry named).
+        KeyError: the config has no ``model``.
         TypeError: ``config`` is neither a path nor a ``Config``.
     """
+    from sera_mm.engine.launch_utils import load_config
     from sera_mm.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     if isinstance(config, (str, Path)):
-        if not Path(config).is_file():
-            raise FileNotFoundError(f'config file not found: {config}')
-        config = Config.fromfile(str(config))
+        path = str(config)
+        config = load_config(path)  # names the file in every error
     elif isinstance(config, Config):
+        path = config.filename or '<Config>'
         config = copy.deepcopy(config)
     else:
         raise TypeError(f'config must be a path or a Config, got '
                         f'{type(config)}')
     if cfg_options:
         config.merge_from_dict(cfg_options)
+    if config.get('model') is None:
+        raise KeyError(f'config {path}: no "model" entry to build')
     init_default_scope(config.get('default_scope', 'sera_mm'))
 
     ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
     pet = ckpt is not None and is_pet_checkpoint(ckpt)
     seed = ckpt['meta'].get('seed') if pet else None
-    with _seeded(seed):
+    with _seeded(seed), config_errors(config, path):
         model = MODELS.build(config.model)
         if pet and hasattr(model, 'init_weights'):
             with _quiet_logger():
                 model.init_weights()
     if ckpt is not None:
-        load_checkpoint_any(model, ckpt, check_base=check_base)
+        load_checkpoint_any(model, ckpt, check_base=check_base,
+                            source=f'checkpoint "{checkpoint}"')
         dataset_meta = ckpt['meta'].get('dataset_meta')
         if dataset_meta is not None:
             model.dataset_meta = dataset_meta
@@ -130,12 +142,15 @@ def _pipeline_cfg(cfg: Config,
     else:
         raise KeyError('the config has neither test_pipeline nor '
                        'test_dataloader.dataset.pipeline')
-    kept = [copy.deepcopy(t) for t in pipeline
-            if not any(part in str(t.get('type', ''))
-                       for part in _DROPPED_TRANSFORMS)]
-    if not kept:
-        raise KeyError('the test pipeline has no transform left after '
-                       f'dropping loading steps: {pipeline}')
+    kept = [copy.deepcopy(t) for t in pipeline]
+    file_only = [str(t.get('type')) for t in kept
+                 if str(t.get('type', '')).split('.')[-1] in
+                 _FILE_ONLY_LOADERS]
+    if file_only:
+        raise KeyError(
+            f'the test pipeline loads with {file_only}, which need a file on '
+            'disk; inference gives the image in memory: use LoadReferImage '
+            f'(and LoadReferMask) instead. Pipeline: {pipeline}')
     if letterbox_size is not None:
         boxes = [t for t in kept if t.get('type') == 'Letterbox']
         if not boxes:
@@ -164,8 +179,10 @@ def letterbox_settings(model: nn.Module) -> Optional[dict]:
 def build_inference_pipeline(model: nn.Module,
                              letterbox_size: Optional[int] = None
                              ) -> Compose:
-    """The config's test pipeline without image/annotation loading (cached
-    on the model as ``model._inference_pipeline``).
+    """The config's test pipeline, unmodified (its ``LoadReferImage`` takes
+    the image given in memory and ``LoadReferMask`` passes the sample
+    without annotation through); cached on the model as
+    ``model._inference_pipeline``.
 
     Args:
         model: a model from :func:`init_model`.
@@ -229,7 +246,7 @@ def inference_model(model: nn.Module, image: ImageInput,
         ValueError: empty or non-string expression, or an unusable image.
     """
     texts = _check_texts(text)
-    img, img_path = load_image_bgr(image)
+    img, img_path = load_image(image)
     if pipeline is None:
         pipeline = build_inference_pipeline(model)
     inputs, samples = [], []

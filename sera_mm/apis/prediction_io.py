@@ -15,9 +15,9 @@ from typing import (TYPE_CHECKING, Any, Dict, List, Mapping, Optional,
 
 import numpy as np
 
-from sera_mm.engine.atomic_io import atomic_write_image, atomic_write_json
+from sera_mm.utils.file_io import atomic_write_image, atomic_write_json
 from sera_mm.visualization.refer_visualizer import PRED_COLOR, draw_overlay
-from .image_io import ImageInput, load_image_bgr
+from sera_mm.utils.image_io import ImageInput, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmseg.structures import SegDataSample
@@ -99,7 +99,10 @@ def save_prediction(image: ImageInput, sample: 'SegDataSample',
     each atomically (temporary file + rename).
 
     Args:
-        image: the image the prediction was made on (path, BGR array or PIL).
+        image: the image the prediction was made on: the decoded (H, W, 3)
+            BGR array given to ``inference_model`` is reused as is (a path
+            or PIL image is decoded by :func:`~sera_mm.utils.image_io.
+            load_image`, the same path).
         sample: a prediction from
             :func:`~sera_mm.apis.inference_model` (``pred_sem_seg`` at the
             image's resolution, ``text`` in its metainfo).
@@ -113,7 +116,7 @@ def save_prediction(image: ImageInput, sample: 'SegDataSample',
         ValueError: empty ``stem`` or a mask of another size than the image.
     """
     _check_stem(stem)
-    img, _ = load_image_bgr(image)
+    img, _ = load_image(image)
     return write_mask_and_overlay(img, prediction_mask(sample),
                                   str(sample.metainfo.get('text', '')),
                                   out_dir, stem)
@@ -181,7 +184,7 @@ def save_predictions(image: ImageInput, samples: Sequence['SegDataSample'],
     """:func:`write_predictions` for the samples
     :func:`~sera_mm.apis.inference_model` returned for one image (the
     expressions and routing are read from their metainfo)."""
-    img, path = load_image_bgr(image)
+    img, path = load_image(image)
     texts = [str(s.metainfo.get('text', '')) for s in samples]
     routings = [s.metainfo.get('routing') for s in samples]
     extras = [{'no_target_score': float(s.metainfo['no_target_score'])}
@@ -238,8 +241,17 @@ def collect_jobs(image: Optional[str] = None,
     if pairs is not None:
         if not osp.isfile(pairs):
             raise FileNotFoundError(f'pairs file not found: {pairs}')
-        with open(pairs) as f:
-            items = json.load(f)
+        try:
+            with open(pairs, encoding='utf-8') as f:
+                items = json.load(f)
+        except UnicodeDecodeError as e:
+            raise ValueError(f'pairs file {pairs}: not UTF-8 text ({e.reason} '
+                             f'at byte {e.start}); expected a UTF-8 JSON '
+                             'list of {"image", "text"}') from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f'pairs file {pairs}: not valid JSON ({e.msg}, '
+                             f'line {e.lineno} column {e.colno}); expected a '
+                             'JSON list of {"image", "text"}') from None
         if not isinstance(items, list):
             raise ValueError(f'{pairs}: expected a JSON list of '
                              f'{{"image", "text"}}, got '

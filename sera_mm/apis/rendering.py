@@ -18,7 +18,7 @@ import numpy as np
 
 from sera_mm.visualization.refer_visualizer import (draw_overlay,
                                                     draw_routing_chart)
-from .image_io import ImageInput, load_image_bgr
+from sera_mm.utils.image_io import ImageInput, load_image
 from .prediction_io import (prediction_mask, save_predictions,
                             write_predictions_json)
 
@@ -145,7 +145,7 @@ def segment_and_render(model,
             :func:`~sera_mm.apis.inference_model`).
     """
     from .inference import inference_model
-    img, path = load_image_bgr(image)
+    img, path = load_image(image)
     samples = inference_model(model, img, list(texts))
     views = render_predictions(
         img, [str(s.metainfo.get('text', t)) for s, t in zip(samples, texts)],

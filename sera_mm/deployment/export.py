@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sera_mm.apis.image_io import load_image_bgr
+from sera_mm.utils.image_io import load_image
 from sera_mm.apis.inference import (build_inference_pipeline,
                                     inference_model, letterbox_settings)
 from sera_mm.version import __version__
@@ -510,7 +510,7 @@ def check_onnx_parity(model: nn.Module,
                 for i in range(len(texts))]
             boxed = []
             for name, image in images:
-                img, _ = load_image_bgr(image)
+                img, _ = load_image(image)
                 samples = inference_model(model, img, texts, pipeline=pipeline)
                 preds = seg.predict(img, texts)
                 boxed.append(seg.preprocess(img)[0])

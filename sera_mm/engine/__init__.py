@@ -1,7 +1,7 @@
 """Training/testing machinery: PET checkpoints, atomic saving, CPU
 distributed launching, CPU mixed precision, the optimizer constructor with a
 summarised log, hooks."""
-from .atomic_io import AtomicLocalBackend, atomic_torch_save
+from sera_mm.utils.file_io import AtomicLocalBackend, atomic_torch_save
 from .dist import cleanup_distributed, setup_distributed
 from .hooks import PETCheckpointHook, PredictionDumpHook, StateDigestHook
 from .optim_wrappers import CPUAmpOptimWrapper, SummaryOptimWrapperConstructor

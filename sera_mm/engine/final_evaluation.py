@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 
-from .atomic_io import atomic_write_bytes
+from sera_mm.utils.file_io import atomic_write_bytes
 
 #: Columns of the summary table, in order.
 TABLE_METRICS = ('mIoU', 'oIoU', 'Prec@0.5', 'Prec@0.6', 'Prec@0.7',

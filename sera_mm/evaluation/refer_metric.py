@@ -48,7 +48,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
-from sera_mm.engine.atomic_io import atomic_write_bytes
+from sera_mm.utils.file_io import atomic_write_bytes
 from sera_mm.registry import METRICS
 
 #: One stored result: (intersection, union, expr_type, sent_id, ref_id).

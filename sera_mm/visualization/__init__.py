@@ -1,4 +1,6 @@
-"""Drawing helpers and routing statistics for referring segmentation."""
+"""Drawing helpers, the registered visualizer and routing statistics for
+referring segmentation."""
+from .refer_local_visualizer import ReferLocalVisualizer
 from .refer_visualizer import (compose_refer_panel, draw_overlay,
                                draw_router_bars, draw_routing_chart,
                                expert_weights_by_name, mask_iou,
@@ -10,7 +12,7 @@ from .router_stats import (aggregate_routing, format_router_stats_csv,
                            write_router_stats)
 
 __all__ = [
-    'compose_refer_panel', 'draw_overlay', 'draw_router_bars',
+    'ReferLocalVisualizer', 'compose_refer_panel', 'draw_overlay', 'draw_router_bars',
     'draw_routing_chart', 'expert_weights_by_name',
     'mask_iou', 'overlay_mask', 'router_group', 'routing_bar_data',
     'aggregate_routing', 'format_router_stats_csv', 'format_router_stats_md',

@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from sera_mm.engine.atomic_io import atomic_write_bytes
+from sera_mm.utils.file_io import atomic_write_bytes
 from .refer_visualizer import check_routing_entry, router_group
 
 #: Row name of the statistics over every sample.

@@ -28,7 +28,14 @@ import csv
 import logging
 import os
 import os.path as osp
+import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+# the measuring harness is a tool module beside this script, not part of
+# the runtime package
+_HERE = osp.dirname(osp.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 MB = 1024.0**2
 
@@ -134,7 +141,7 @@ def _fmt(v: Optional[float]) -> str:
 def main_rows(sera: Dict[str, Any], bare: Dict[str, Any], batch_size: int,
               throughput_batch: int) -> List[Dict[str, Any]]:
     """Rows (metric, unit, sera, bare, ratio) of the main comparison."""
-    from sera_mm.utils.benchmark import ratio
+    from benchmark_harness import ratio
     rows = []
     for key, label, unit, scale in MAIN_METRICS:
         a, b = _value(sera, key, scale), _value(bare, key, scale)
@@ -272,7 +279,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     from mmengine.config import Config
     from tqdm import tqdm
 
-    from sera_mm.utils import benchmark as bm
+    import benchmark_harness as bm
     logger = logging.getLogger('sera_mm.benchmark')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

@@ -64,7 +64,7 @@ def import_torch_free(*names: str) -> List[types.ModuleType]:
 
 
 (_cli, _image_io, _pred_io, _runtime) = import_torch_free(
-    'sera_mm.utils.cli', 'sera_mm.apis.image_io',
+    'sera_mm.utils.cli', 'sera_mm.utils.image_io',
     'sera_mm.apis.prediction_io', 'sera_mm.deployment.onnx_runtime')
 
 
@@ -102,7 +102,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     stems = _pred_io.unique_stems(list(jobs))
     records: List[dict] = []
     for image, texts in jobs.items():
-        img, _ = _image_io.load_image_bgr(image)
+        img, _ = _image_io.load_image(image)
         preds = segmenter.predict(img, texts)
         extras = [{} if p['no_target_score'] is None else
                   {'no_target_score': p['no_target_score']} for p in preds]

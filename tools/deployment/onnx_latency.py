@@ -44,7 +44,7 @@ import sera_mm  # noqa: F401,E402
 from mmengine.config import DictAction  # noqa: E402
 
 from sera_mm.apis import (inference_model, init_model,  # noqa: E402
-                          load_image_bgr)
+                          load_image)
 from sera_mm.apis.inference import build_inference_pipeline  # noqa: E402
 from sera_mm.deployment.export import (  # noqa: E402
     SERAOnnxWrapper, default_parity_inputs, text_length)
@@ -123,7 +123,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     seg = OnnxReferSegmenter(args.model, threads=args.threads,
                              spinning=False)
     if args.image:
-        img, _ = load_image_bgr(args.image)
+        img, _ = load_image(args.image)
     else:
         img = default_parity_inputs()[0][1]
     texts = [args.text]

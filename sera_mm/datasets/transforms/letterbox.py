@@ -80,7 +80,8 @@ class Letterbox(BaseTransform):
 
 def undo_letterbox(data: torch.Tensor, img_padding_size: Sequence[int],
                    ori_shape: Sequence[int],
-                   mode: str = 'bilinear') -> torch.Tensor:
+                   mode: str = 'bilinear',
+                   align_corners: bool = False) -> torch.Tensor:
     """Map a letterboxed map back to the original image: crop the padding
     ``img_padding_size`` = [left, right, top, bottom] and resize to
     ``ori_shape`` (what mmseg's ``BaseSegmentor.postprocess_result`` does
@@ -92,6 +93,7 @@ def undo_letterbox(data: torch.Tensor, img_padding_size: Sequence[int],
         ori_shape: (H, W[, ...]) of the original image.
         mode: 'bilinear' for logits (float result), 'nearest' for masks
             (dtype kept).
+        align_corners: of the bilinear resize (the segmentor's setting).
 
     Returns:
         (C, H, W) or (H, W), like ``data``.
@@ -112,7 +114,7 @@ def undo_letterbox(data: torch.Tensor, img_padding_size: Sequence[int],
         raise ValueError(f'img_padding_size: {list(img_padding_size)} '
                          f'leaves no pixel of a {h}x{w} map')
     crop = data[:, top:h - bottom, left:w - right]
-    kwargs = {} if mode == 'nearest' else dict(align_corners=False)
+    kwargs = {} if mode == 'nearest' else dict(align_corners=align_corners)
     out = F.interpolate(crop[None].float(), size=tuple(ori_shape[:2]),
                         mode=mode, **kwargs)[0]
     if mode == 'nearest':

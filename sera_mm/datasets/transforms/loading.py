@@ -1,50 +1,23 @@
-"""Loading an image (always 3-channel BGR) and the ref's mask."""
+"""Loading an image (always 3-channel BGR) and the ref's mask.
+
+Images are decoded and converted by :mod:`sera_mm.utils.image_io`, the one
+image path shared with inference, the demo, the ONNX tools and the
+pictures (pixels as stored: no EXIF rotation; grayscale replicated, alpha
+dropped, 16-bit to its high byte).
+"""
 from typing import Optional
 
-import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine import fileio
 from pycocotools import mask as mask_utils
 
 from sera_mm.registry import TRANSFORMS
+from sera_mm.utils.image_io import (ImageDecodeError, as_bgr_uint8,
+                                    decode_image)
 
-
-def to_bgr3(img: np.ndarray, name: str = 'image') -> np.ndarray:
-    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8 -> (H, W, 3) BGR.
-
-    Grayscale is replicated; alpha is dropped (as if over black is not
-    assumed: the colour channels are kept as stored).
-
-    Raises:
-        ValueError: other shapes, or an empty (zero height or width) image,
-            naming ``name``.
-    """
-    if img.ndim in (2, 3) and 0 in img.shape[:2]:
-        raise ValueError(f'{name}: empty image of shape {img.shape}; '
-                         'expected a height and width of at least 1 pixel')
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if img.ndim == 3 and img.shape[2] == 1:
-        return cv2.cvtColor(img[..., 0], cv2.COLOR_GRAY2BGR)
-    if img.ndim == 3 and img.shape[2] == 3:
-        return img
-    if img.ndim == 3 and img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    raise ValueError(f'{name}: expected a grayscale, BGR or BGRA image, got '
-                     f'an array of shape {img.shape}')
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """uint16 -> uint8 by dropping the low byte (as OpenCV's colour read);
-    bool -> {0, 255}; other types are clipped to [0, 255]."""
-    if img.dtype == np.uint8:
-        return img
-    if img.dtype == np.uint16:
-        return (img >> 8).astype(np.uint8)
-    if img.dtype == np.bool_:
-        return img.astype(np.uint8) * 255
-    return np.clip(img, 0, 255).astype(np.uint8)
+__all__ = ['LoadReferImage', 'LoadReferMask', 'decode_segmentation',
+           'decode_union']
 
 
 @TRANSFORMS.register_module()
@@ -52,10 +25,12 @@ class LoadReferImage(BaseTransform):
     """Read ``results['img_path']`` as a 3-channel BGR uint8 image.
 
     Grayscale, 16-bit and RGBA files load as 3-channel 8-bit BGR (mmcv's
-    convention), so the rest of the pipeline sees one format. Pixels are
+    convention), so the rest of the pipeline sees one format; pixels are
     read as stored (no EXIF rotation), which is how COCO annotations are
-    drawn. When ``results`` already holds an ``img`` array (inference on a
-    given image) it is converted instead of reading the file.
+    drawn (:mod:`sera_mm.utils.image_io`). When ``results`` already holds an
+    ``img`` array (inference on a given image) it is converted by the same
+    rules instead of reading the file, so inference runs the unmodified
+    test pipeline.
 
     Adds ``img`` (H, W, 3), ``img_shape`` and ``ori_shape`` (H, W).
 
@@ -65,7 +40,8 @@ class LoadReferImage(BaseTransform):
     Raises:
         FileNotFoundError: the file is missing, empty or not a readable
             image (truncated, corrupt, zero width or height).
-        ValueError: a given ``img`` array that is empty or of another shape.
+        ValueError: a given ``img`` array (or a decoded file) of another
+            shape or dtype, or empty.
     """
 
     def __init__(self, backend_args: Optional[dict] = None) -> None:
@@ -74,21 +50,16 @@ class LoadReferImage(BaseTransform):
     def transform(self, results: dict) -> dict:
         path = results.get('img_path')
         if isinstance(results.get('img'), np.ndarray):
-            img = results['img']
+            img = as_bgr_uint8(results['img'], str(path))
         else:
             try:
                 buf = fileio.get(path, backend_args=self.backend_args)
             except FileNotFoundError:
                 raise FileNotFoundError(f'image not found: {path}') from None
-            if not len(buf):
-                raise FileNotFoundError(f'image unreadable (an empty file, 0 '
-                                        f'bytes): {path}')
-            img = cv2.imdecode(np.frombuffer(buf, np.uint8),
-                               cv2.IMREAD_UNCHANGED)
-            if img is None:
-                raise FileNotFoundError(f'image unreadable (not an image '
-                                        f'file?): {path}')
-        img = to_bgr3(to_uint8(img), str(path))
+            try:
+                img = decode_image(buf, str(path))
+            except ImageDecodeError as e:
+                raise FileNotFoundError(str(e)) from None
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]

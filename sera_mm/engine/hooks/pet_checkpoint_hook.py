@@ -7,7 +7,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from sera_mm.registry import HOOKS
-from ..atomic_io import ATOMIC_BACKEND_NAME
+from sera_mm.utils.file_io import ATOMIC_BACKEND_NAME
 from ..pet_checkpoint import (PET_META_KEY, PRETRAINED_CFG_KEYS,
                               buffer_keys, check_base_digest,
                               check_state_fits_model, is_pet_checkpoint,

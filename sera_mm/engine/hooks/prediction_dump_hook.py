@@ -11,7 +11,7 @@ from mmengine.dist import all_gather_object, is_main_process
 from mmengine.hooks import Hook
 
 from sera_mm.registry import HOOKS
-from ..atomic_io import atomic_write_image, atomic_write_json
+from sera_mm.utils.file_io import atomic_write_image, atomic_write_json
 
 _META_KEYS = ('img_path', 'text', 'ref_id', 'sent_id', 'ann_id', 'image_id',
               'category_id', 'expr_type', 'ori_shape')

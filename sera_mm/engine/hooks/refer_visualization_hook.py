@@ -8,38 +8,17 @@ import os.path as osp
 import re
 from typing import Any, Dict, Optional, Sequence
 
-import cv2
 import numpy as np
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from sera_mm.registry import HOOKS
-from sera_mm.visualization.refer_visualizer import (PLACEHOLDER_GRAY,
-                                                    compose_refer_panel,
-                                                    mask_iou)
-
-
-def _meta(sample: Any) -> Dict[str, Any]:
-    if hasattr(sample, 'metainfo'):
-        return dict(sample.metainfo)
-    return dict(sample) if isinstance(sample, dict) else {}
-
-
-def _mask(sample: Any, field: str) -> Optional[np.ndarray]:
-    """``sample.<field>.data`` as an (H, W) numpy array, or None."""
-    if isinstance(sample, dict):
-        value = sample.get(field)
-        data = value.get('data') if isinstance(value, dict) else None
-    else:
-        value = getattr(sample, field, None) if field in sample else None
-        data = getattr(value, 'data', None)
-    if data is None:
-        return None
-    if hasattr(data, 'detach'):
-        data = data.detach().cpu().numpy()
-    data = np.asarray(data)
-    return data[0] if data.ndim == 3 else data
+from sera_mm.utils.image_io import read_image
+from sera_mm.visualization.refer_local_visualizer import (ReferLocalVisualizer,
+                                                          sample_mask,
+                                                          sample_meta)
+from sera_mm.visualization.refer_visualizer import PLACEHOLDER_GRAY
 
 
 def _safe(value: Any) -> str:
@@ -117,6 +96,7 @@ class ReferVisualizationHook(Hook):
         self._folder = ''
         self._step = 0
         self._warned_image = False
+        self._drawer: Optional[ReferLocalVisualizer] = None
         self._mode = 'val'
         self._dir = ''
         #: PNG files written by the current run.
@@ -134,7 +114,8 @@ class ReferVisualizationHook(Hook):
 
     def _start(self, runner, mode: str) -> None:
         self._runs[mode] += 1
-        self._active = (self.draw and self.num_samples > 0 and is_main_process()
+        self._active = (self.draw and self.num_samples > 0
+                        and is_main_process()
                         and (self._runs[mode] - 1) % self.interval == 0)
         self._drawn = 0
         self.written = []
@@ -172,10 +153,15 @@ class ReferVisualizationHook(Hook):
             self._drawn += 1
 
     def _read_image(self, meta: Dict[str, Any], shape) -> np.ndarray:
+        """The sample's image through the one image path (pixels as the
+        dataset read them), or a gray placeholder (warned once)."""
         path = meta.get('img_path')
         image = None
-        if path and osp.isfile(str(path)):
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if path:
+            try:
+                image = read_image(str(path))
+            except (OSError, ValueError):
+                image = None
         if image is None:
             if not self._warned_image:
                 print_log(f'ReferVisualizationHook: cannot read img_path '
@@ -190,30 +176,41 @@ class ReferVisualizationHook(Hook):
             image = np.full((*shape, 3), PLACEHOLDER_GRAY, np.uint8)
         return image
 
+    def _visualizer(self, runner) -> ReferLocalVisualizer:
+        """The drawer: a private :class:`ReferLocalVisualizer` with this
+        hook's settings (its pictures go to the runner's visualizer's
+        backends through :meth:`_draw`)."""
+        if self._drawer is None:
+            self._drawer = ReferLocalVisualizer(
+                name=f'refer_visualization_hook_{id(self)}',
+                panel_height=self.panel_height, router_mode=self.router_mode,
+                draw_router=self.draw_router)
+        return self._drawer
+
     def _draw(self, runner, sample: Any, idx: int) -> None:
-        meta = _meta(sample)
-        gt = _mask(sample, 'gt_sem_seg')
-        pred = _mask(sample, 'pred_sem_seg')
+        meta = sample_meta(sample)
+        gt = sample_mask(sample, 'gt_sem_seg')
+        pred = sample_mask(sample, 'pred_sem_seg')
         ref = pred if pred is not None else gt
         image = self._read_image(meta, None if ref is None else ref.shape)
-        iou = None
-        if gt is not None and pred is not None and gt.shape == pred.shape:
-            iou = mask_iou(pred, gt)
-        routing = meta.get('routing') if self.draw_router else None
-        picture = compose_refer_panel(
-            image, text=str(meta.get('text') or ''), gt_mask=gt,
-            pred_mask=pred, routing=routing or None,
-            panel_height=self.panel_height, router_mode=self.router_mode,
-            iou=iou, no_target=meta.get('no_target'),
-            no_target_score=meta.get('no_target_score'))
         sent_id = _safe(meta.get('sent_id', 'na'))
         name = f'{idx:02d}_sent{sent_id}'
         path = osp.join(self._dir, f'{name}.png')
-        if not cv2.imwrite(path, picture):
-            raise OSError(f'could not write {path}')
-        self.written.append(path)
         visualizer = getattr(runner, 'visualizer', None)
-        if visualizer is not None:
-            visualizer.add_image(f'{self._mode}_refer/{name}',
-                                 cv2.cvtColor(picture, cv2.COLOR_BGR2RGB),
-                                 step=self._step)
+        tag = f'{self._mode}_refer/{name}'
+        rgb = np.ascontiguousarray(image[..., ::-1])
+        if isinstance(visualizer, ReferLocalVisualizer) and (
+                visualizer.panel_height, visualizer.router_mode,
+                visualizer.draw_router) == (self.panel_height,
+                                            self.router_mode,
+                                            self.draw_router):
+            # the runner's visualizer draws, writes and logs
+            visualizer.add_datasample(tag, rgb, sample, out_file=path,
+                                      step=self._step, backends=True)
+        else:  # another visualizer (or other settings): draw here, log there
+            picture = self._visualizer(runner).add_datasample(
+                tag, rgb, sample, out_file=path, backends=False)
+            if visualizer is not None:
+                visualizer.add_image(tag, picture[..., ::-1].copy(),
+                                     step=self._step)
+        self.written.append(path)

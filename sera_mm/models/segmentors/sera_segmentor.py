@@ -4,15 +4,14 @@ import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn as nn
 from mmengine.structures import PixelData
 from mmseg.models.segmentors.base import BaseSegmentor
-from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
 from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig,
                          OptSampleList, SampleList)
 from torch import Tensor
 
+from sera_mm.datasets.transforms.letterbox import undo_letterbox
 from sera_mm.models.routers import ExpertRouter
 from sera_mm.models.text_encoders.text_features import TextFeatures
 from sera_mm.registry import MODELS
@@ -333,23 +332,19 @@ class SERASegmentor(BaseSegmentor):
             data_samples = [SegDataSample() for _ in range(b)]
         threshold = self.decode_head.threshold
         for i in range(b):
-            logits = seg_logits[i:i + 1]
+            logits = seg_logits[i]  # (1, h, w)
             if not only_prediction:
                 meta = data_samples[i].metainfo
-                left, right, top, bottom = meta.get(
-                    'img_padding_size', meta.get('padding_size', [0] * 4))
-                logits = logits[:, :, top:h - bottom, left:w - right]
-                if meta.get('flip', False):
+                logits = undo_letterbox(
+                    logits,
+                    meta.get('img_padding_size',
+                             meta.get('padding_size', [0] * 4)),
+                    meta['ori_shape'],
+                    align_corners=self.align_corners)
+                if meta.get('flip', False):  # the resize is flip-symmetric
                     direction = meta.get('flip_direction', 'horizontal')
                     logits = logits.flip(
-                        dims=(3, ) if direction == 'horizontal' else (2, ))
-                logits = resize(
-                    logits,
-                    size=tuple(meta['ori_shape'][:2]),
-                    mode='bilinear',
-                    align_corners=self.align_corners,
-                    warning=False)
-            logits = logits.squeeze(0)  # (1, H, W)
+                        dims=(2, ) if direction == 'horizontal' else (1, ))
             pred = (logits.sigmoid() > threshold).long()
             data_samples[i].set_data({
                 'seg_logits': PixelData(data=logits),

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .param_report import parameter_report
+from sera_mm.utils.param_report import parameter_report
 
 ADAPTER_EXPERTS = ('spatial', 'context', 'boundary', 'semantic')
 FUSION_EXPERTS = ('identity', 'conv3x3', 'dilated3x3', 'coord', 'multiscale')

@@ -26,7 +26,7 @@ import stat
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, Optional, Tuple, Union
 
 import numpy as np
 from mmengine.fileio import LocalBackend, register_backend
@@ -111,6 +111,25 @@ def _replace(tmp_path: str, filepath: str) -> None:
     _fsync_dir(osp.dirname(filepath))
 
 
+def _write_atomically(filepath: Union[str, Path],
+                      write: Callable[[BinaryIO], Any]) -> None:
+    """Run ``write`` on a temporary file beside ``filepath`` (flushed and
+    fsynced), then move it over ``filepath``; the temporary file is removed
+    on any failure."""
+    filepath = osp.abspath(os.fspath(filepath))
+    fd, tmp_path = _open_temp(filepath)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        _replace(tmp_path, filepath)
+    except BaseException:
+        if osp.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
 def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
     """Write ``data`` to ``filepath`` atomically.
 
@@ -123,18 +142,7 @@ def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f'atomic_write_bytes expects bytes, got {type(data)}')
-    filepath = osp.abspath(os.fspath(filepath))
-    fd, tmp_path = _open_temp(filepath)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _replace(tmp_path, filepath)
-    except BaseException:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    _write_atomically(filepath, lambda f: f.write(data))
 
 
 def atomic_write_text(text: str, filepath: Union[str, Path],
@@ -191,18 +199,7 @@ def atomic_write_image(filepath: Union[str, Path], image: np.ndarray) -> None:
 def atomic_torch_save(obj: object, filepath: Union[str, Path]) -> None:
     """``torch.save`` ``obj`` to ``filepath`` atomically (see module doc)."""
     import torch
-    filepath = osp.abspath(os.fspath(filepath))
-    fd, tmp_path = _open_temp(filepath)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        _replace(tmp_path, filepath)
-    except BaseException:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    _write_atomically(filepath, lambda f: torch.save(obj, f))
 
 
 class AtomicLocalBackend(LocalBackend):
