@@ -215,3 +215,39 @@ def test_training_step_profile_by_part(tmp_path):
     assert runner.model.neck.forward == before
     text = bm.format_profile(prof, 'tiny', 'setup')
     assert '| decode_head |' in text and '| step |' in text
+
+
+def test_memory_over_steps_records_every_step_on_new_batches(monkeypatch):
+    """--memory-steps: RSS after each of N training steps of one optimizer,
+    each step on a new batch (other expressions and images)."""
+    cfg = bm.set_input_size(_model_cfg(TINY), 64)
+    runner = bm.Runner(bm.build_subject(cfg, 'sera'), 'cpu')
+    seen = []
+    real = bm.synthetic_batch
+
+    def spy(batch, size, with_gt=False, seed=0):
+        out = real(batch, size, with_gt, seed)
+        seen.append(([s.metainfo['text'] for s in out['data_samples']],
+                     out['inputs'][0].clone()))
+        return out
+
+    monkeypatch.setattr(bm, 'synthetic_batch', spy)
+    res = bm.memory_over_steps(runner, 2, 64, 3)
+    assert len(res['train_rss_steps']) == 3
+    assert all(v > 0 for v in res['train_rss_steps'])
+    assert res['train_rss_first'] == res['train_rss_steps'][0]
+    assert res['train_rss_last'] == res['train_rss_steps'][-1]
+    assert res['train_rss_growth'] == (res['train_rss_steps'][2] -
+                                       res['train_rss_steps'][1])
+    assert len(seen) == 3  # the first batch, then a new one per step
+    assert seen[0][0] != seen[1][0] != seen[2][0]
+    assert not bool((seen[0][1] == seen[1][1]).all())
+    with pytest.raises(ValueError, match='>= 2'):
+        bm.memory_over_steps(runner, 2, 64, 1)
+    tool = _load_tool()
+    with pytest.raises(SystemExit):
+        tool.parse_args([TINY, '--memory-steps', '1'])
+    rows = tool.main_rows(dict(res), dict(res), 2, 0, 3)
+    labels = {r['metric'] for r in rows}
+    assert 'process memory after training step 3' in labels
+    assert 'growth from training step 2 to 3' in labels

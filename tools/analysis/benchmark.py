@@ -51,6 +51,12 @@ MAIN_METRICS = (
     ('train_mem', 'peak memory increase, train step batch {bs}', 'MB',
      1 / MB),
     ('ready_rss', 'process memory with the model built', 'MB', 1 / MB),
+    ('train_rss_first', 'process memory after training step 1 (new batch '
+     'each step)', 'MB', 1 / MB),
+    ('train_rss_last', 'process memory after training step {ms}', 'MB',
+     1 / MB),
+    ('train_rss_growth', 'growth from training step 2 to {ms}', 'MB',
+     1 / MB),
     ('max_rss', 'process peak memory (ru_maxrss)', 'MB', 1 / MB),
     ('flops', 'FLOPs, forward batch 1', 'GFLOPs', 1e-9),
     ('params_total', 'parameters, total', 'M', 1e-6),
@@ -99,6 +105,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         '(forward/backward per part) into profile.md')
     parser.add_argument('--skip-train', action='store_true',
                         help='skip the training step measurements')
+    parser.add_argument('--memory-steps', type=int, default=0, metavar='N',
+                        help='also record the process memory after each of '
+                        'N training steps on new batches (N >= 2; does the '
+                        'memory keep growing?)')
     parser.add_argument('--no-paired', action='store_true',
                         help='skip the interleaved latency comparison')
     parser.add_argument('--no-flops', action='store_true',
@@ -120,6 +130,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f'--{name.replace("_", "-")} must be >= 1')
     if args.warmup < 0 or args.throughput_batch < 0:
         parser.error('--warmup and --throughput-batch must be >= 0')
+    if args.memory_steps == 1 or args.memory_steps < 0:
+        parser.error('--memory-steps must be 0 (off) or >= 2')
     return args
 
 
@@ -139,7 +151,8 @@ def _fmt(v: Optional[float]) -> str:
 
 
 def main_rows(sera: Dict[str, Any], bare: Dict[str, Any], batch_size: int,
-              throughput_batch: int) -> List[Dict[str, Any]]:
+              throughput_batch: int,
+              memory_steps: int = 0) -> List[Dict[str, Any]]:
     """Rows (metric, unit, sera, bare, ratio) of the main comparison."""
     from benchmark_harness import ratio
     rows = []
@@ -149,7 +162,8 @@ def main_rows(sera: Dict[str, Any], bare: Dict[str, Any], batch_size: int,
             continue
         rows.append(
             dict(section='main', setting='',
-                 metric=label.format(bs=batch_size, tb=throughput_batch),
+                 metric=label.format(bs=batch_size, tb=throughput_batch,
+                                     ms=memory_steps),
                  unit=unit, sera=a, bare=b, ratio=ratio(a, b)))
     return rows
 
@@ -323,6 +337,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             base, cfg_model=cfg_model, subject=subject, latency_batch=1,
             throughput_batch=args.throughput_batch,
             train_batch=0 if args.skip_train else args.batch_size,
+            memory_steps=args.memory_steps,
             flops=not args.no_flops, params=True)))
     for key, values in sweeps:
         for v in values:
@@ -355,9 +370,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     sera, bare = results[('sera', )], results[('bare', )]
     if args.isolation == 'none':  # process-wide figures mean nothing here
         for r in (sera, bare):
-            r.pop('max_rss', None)
-            r.pop('ready_rss', None)
-    rows = main_rows(sera, bare, args.batch_size, args.throughput_batch)
+            for key in ('max_rss', 'ready_rss', 'train_rss_first',
+                        'train_rss_last', 'train_rss_growth'):
+                r.pop(key, None)
+    rows = main_rows(sera, bare, args.batch_size, args.throughput_batch,
+                     args.memory_steps)
     paired = results.get(('paired', ))
     if paired:
         rows.insert(1, dict(

@@ -264,7 +264,7 @@ def synthetic_batch(batch: int,
                 scale_factor=(1.0, 1.0),
                 flip=False,
                 flip_direction=None,
-                text=EXPRESSIONS[i % len(EXPRESSIONS)],
+                text=EXPRESSIONS[(i + seed * batch) % len(EXPRESSIONS)],
                 sent_id=i))
         if with_gt:
             mask = torch.zeros((1, size, size), dtype=torch.int64)
@@ -341,19 +341,35 @@ class Runner:
         model.eval()
         return step
 
-    def train_step(self, batch: int,
-                   size: int) -> Optional[Callable[[], Any]]:
+    def train_step(self, batch: int, size: int,
+                   vary: bool = False) -> Optional[Callable[[], Any]]:
         """Closure running forward loss + backward + AdamW step; None when
         nothing is trainable. The bare encoders' loss is the mean square of
-        their grids (a stand-in with the same backward path)."""
+        their grids (a stand-in with the same backward path).
+
+        Args:
+            vary: every call trains on a new synthetic batch (other images
+                and expressions, as in real training) instead of the same
+                one.
+        """
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             return None
         optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-2)
         data = self.prepare(batch, size, training=True)
         model = self.model
+        calls = [0]
 
         def step():
+            nonlocal data
+            if vary and calls[0]:
+                synthetic = synthetic_batch(batch, size, with_gt=True,
+                                            seed=calls[0])
+                data = model.data_preprocessor(synthetic, True)
+                if self.channels_last:
+                    data['inputs'] = data['inputs'].contiguous(
+                        memory_format=torch.channels_last)
+            calls[0] += 1
             optimizer.zero_grad(set_to_none=True)
             with self.autocast():
                 if self.bare:
@@ -540,12 +556,42 @@ def _setup_process(spec: Dict[str, Any]) -> str:
     return spec.get('device', 'cpu')
 
 
+def memory_over_steps(runner: 'Runner', batch: int, size: int,
+                      steps: int) -> Dict[str, Any]:
+    """Process memory over ``steps`` training steps of a fresh optimizer,
+    each on a new batch (other images and expressions).
+
+    Returns:
+        ``train_rss_steps`` (RSS after each step, bytes, after a garbage
+        collection), ``train_rss_first`` / ``train_rss_last`` (after the
+        first and the last step) and ``train_rss_growth`` (last minus
+        second: the growth once the optimizer state exists); empty when
+        nothing is trainable.
+
+    Raises:
+        ValueError: ``steps`` < 2.
+    """
+    if steps < 2:
+        raise ValueError(f'memory steps must be >= 2, got {steps}')
+    step = runner.train_step(batch, size, vary=True)
+    if step is None:
+        return {}
+    rss = []
+    for _ in range(steps):
+        step()
+        gc.collect()
+        rss.append(current_rss_bytes())
+    return dict(train_rss_steps=rss, train_rss_first=rss[0],
+                train_rss_last=rss[-1], train_rss_growth=rss[-1] - rss[1])
+
+
 def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     """Measure one subject. ``spec`` keys: ``cfg_model`` (plain dict),
     ``subject`` ('sera'|'bare'), ``device``, ``threads``, ``amp``,
     ``channels_last``, ``size``, ``latency_batch``, ``throughput_batch``
     (0 = skip), ``train_batch`` (0 = skip), ``runs``, ``warmup``,
-    ``flops`` (bool), ``params`` (bool).
+    ``flops`` (bool), ``params`` (bool), ``memory_steps`` (0 = skip; see
+    :func:`memory_over_steps`).
 
     Returns a dict of figures (seconds, bytes, counts) with keys
     ``latency_s``, ``latency_mem``, ``throughput_ips``, ``throughput_mem``,
@@ -586,6 +632,10 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
         else:
             out['train_s'], _ = time_runs(step, runs, warmup)
             out['train_mem'] = peak_of(step, dtype)
+    if spec.get('train_batch') and spec.get('memory_steps'):
+        out.update(memory_over_steps(
+            runner, int(spec['train_batch']), size,
+            int(spec['memory_steps'])))
     out['max_rss'] = max_rss_bytes()
     if spec.get('flops'):
         out['flops'], out['flops_note'] = count_flops(runner, size)
