@@ -125,6 +125,12 @@ def test_pil_images_take_the_same_path():
     assert path is None
     gray, _ = load_image(PIL.fromarray(rgb[..., 0]))
     np.testing.assert_array_equal(gray[..., 0], rgb[..., 0])
+    # a 16-bit PIL image keeps its high byte, as its file does (not clipped)
+    deep = np.random.default_rng(2).integers(0, 65536, (6, 4), np.uint16)
+    image = PIL.fromarray(deep)
+    assert image.mode == 'I;16'
+    np.testing.assert_array_equal(load_image(image)[0],
+                                  as_bgr_uint8(deep))
 
 
 # ---------------------------------------------- unmodified test pipeline
@@ -368,3 +374,30 @@ def test_bad_pairs_file_names_it(tmp_path, content, reason):
     pairs.write_text(json.dumps([{'image': 'a.png', 'text': 'x'}]))
     with pytest.raises(FileNotFoundError, match='a.png'):
         collect_jobs(pairs=str(pairs))
+
+
+def test_hook_pictures_reach_the_local_vis_backend(tmp_path):
+    """The tag has no '/', so mmengine's LocalVisBackend (which writes
+    <name>_<step>.png into one folder) saves the hook's pictures too."""
+    from types import SimpleNamespace
+
+    from sera_mm.engine.hooks import ReferVisualizationHook
+    from sera_mm.visualization import ReferLocalVisualizer
+    image = np.random.default_rng(4).integers(0, 256, (20, 30, 3), np.uint8)
+    path = tmp_path / 'scene.png'
+    cv2.imwrite(str(path), image)
+    sample = _sample()
+    sample.set_metainfo(dict(img_path=str(path)))
+    vis = ReferLocalVisualizer(
+        name='test_hook_local_backend',
+        vis_backends=[dict(type='LocalVisBackend')],
+        save_dir=str(tmp_path / 'backend'))
+    runner = SimpleNamespace(work_dir=str(tmp_path), visualizer=vis,
+                             iter=5, epoch=0, _train_loop=None)
+    hook = ReferVisualizationHook(num_samples=1)
+    hook.before_val_epoch(runner)
+    hook.after_val_iter(runner, 0, None, [sample])
+    saved = list((tmp_path / 'backend').rglob('val_refer_00_sent3_5.png'))
+    assert len(saved) == 1
+    np.testing.assert_array_equal(cv2.imread(str(saved[0])),
+                                  cv2.imread(hook.written[0]))

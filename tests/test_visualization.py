@@ -236,7 +236,7 @@ def test_hook_writes_num_samples(tmp_path):
     assert files == ['00_sent0.png', '01_sent1.png', '02_sent10.png']
     assert len(runner.visualizer.calls) == 3
     name, rgb, step = runner.visualizer.calls[0]
-    assert name == 'val_refer/00_sent0' and step == 120
+    assert name == 'val_refer_00_sent0' and step == 120
     png = cv2.imread(osp.join(out_dir, '00_sent0.png'))
     assert rgb.shape == png.shape and rgb.shape[0] > 64
     np.testing.assert_array_equal(rgb, png[..., ::-1])
@@ -264,7 +264,7 @@ def test_hook_without_routing_or_image(tmp_path):
     # the placeholder's image panel is gray
     assert (placeholder[placeholder.shape[0] // 2, 2] == 128).all()
     assert (with_img[with_img.shape[0] // 2, 2] != 128).any()
-    assert runner.visualizer.calls[0][0] == 'test_refer/00_sent1'
+    assert runner.visualizer.calls[0][0] == 'test_refer_00_sent1'
 
 
 def test_hook_interval_and_draw_router_off(tmp_path):

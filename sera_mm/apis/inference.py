@@ -29,7 +29,10 @@ from sera_mm.utils.image_io import ImageInput, load_image
 #: accept (and they pass a sample without annotation through).
 _FILE_ONLY_LOADERS = ('LoadImageFromFile', 'LoadAnnotations',
                       'LoadSingleRSImageFromFile',
-                      'LoadBiomedicalImageFromFile')
+                      'LoadMultipleRSImageFromFile',
+                      'LoadBiomedicalImageFromFile',
+                      'LoadBiomedicalAnnotation', 'LoadBiomedicalData',
+                      'LoadDepthAnnotation')
 
 
 @contextmanager
@@ -229,8 +232,9 @@ def inference_model(model: nn.Module, image: ImageInput,
 
     Args:
         model: a model from :func:`init_model`.
-        image: a path, an (H, W[, C]) uint8 BGR array (grayscale and BGRA
-            accepted) or a PIL image (any mode).
+        image: a path, an (H, W[, C]) uint8 BGR array (grayscale, BGRA,
+            uint16 and bool accepted, see :mod:`sera_mm.utils.image_io`)
+            or a PIL image (any mode).
         text: one expression or a list of them.
         pipeline: the data pipeline (default
             :func:`build_inference_pipeline`).

@@ -101,8 +101,8 @@ def save_prediction(image: ImageInput, sample: 'SegDataSample',
     Args:
         image: the image the prediction was made on: the decoded (H, W, 3)
             BGR array given to ``inference_model`` is reused as is (a path
-            or PIL image is decoded by :func:`~sera_mm.utils.image_io.
-            load_image`, the same path).
+            or PIL image is decoded by
+            :func:`~sera_mm.utils.image_io.load_image`, the same path).
         sample: a prediction from
             :func:`~sera_mm.apis.inference_model` (``pred_sem_seg`` at the
             image's resolution, ``text`` in its metainfo).

@@ -145,7 +145,8 @@ def load_image(image: ImageInput,
     Args:
         image: a file path (:func:`read_image`), an ndarray (H, W[, C]) in
             BGR(A) channel order (:func:`as_bgr_uint8`), or a
-            ``PIL.Image`` (any mode; converted to RGB, then BGR).
+            ``PIL.Image`` (any mode; converted to RGB, then BGR; 16-bit
+            ``I;16`` modes keep their high byte, as their files do).
         name: what errors call an array or PIL input.
 
     Returns:
@@ -162,10 +163,13 @@ def load_image(image: ImageInput,
     if isinstance(image, np.ndarray):
         return as_bgr_uint8(image, name), None
     if PILImage is not None and isinstance(image, PILImage.Image):
+        path = getattr(image, 'filename', None) or None
+        if image.mode.startswith('I;16'):  # 16-bit: high byte, as a file
+            deep = np.asarray(image).astype(np.uint16)  # native byte order
+            return as_bgr_uint8(deep, name), path
         rgb = np.asarray(image.convert('RGB'))
         if 0 in rgb.shape[:2]:
             raise ValueError(f'{name}: empty image of size {image.size}')
-        return np.ascontiguousarray(rgb[..., ::-1]), getattr(
-            image, 'filename', None) or None
+        return np.ascontiguousarray(rgb[..., ::-1]), path
     raise TypeError('image must be a path, a numpy array or a PIL image, got '
                     f'{type(image).__name__}')

@@ -12,8 +12,8 @@ from .router_stats import (aggregate_routing, format_router_stats_csv,
                            write_router_stats)
 
 __all__ = [
-    'ReferLocalVisualizer', 'compose_refer_panel', 'draw_overlay', 'draw_router_bars',
-    'draw_routing_chart', 'expert_weights_by_name',
+    'ReferLocalVisualizer', 'compose_refer_panel', 'draw_overlay',
+    'draw_router_bars', 'draw_routing_chart', 'expert_weights_by_name',
     'mask_iou', 'overlay_mask', 'router_group', 'routing_bar_data',
     'aggregate_routing', 'format_router_stats_csv', 'format_router_stats_md',
     'plot_router_stats', 'routing_from_sample', 'write_router_stats',

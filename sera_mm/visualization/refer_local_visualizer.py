@@ -13,6 +13,7 @@ through it.
 from typing import Any, Dict, Optional
 
 import numpy as np
+from mmengine.dist import master_only
 from mmseg.visualization import SegLocalVisualizer
 
 from sera_mm.registry import VISUALIZERS
@@ -62,7 +63,9 @@ class ReferLocalVisualizer(SegLocalVisualizer):
         router_mode: ``'average'``, ``'group'`` or ``'router'`` (see
             :func:`~sera_mm.visualization.routing_bar_data`).
         draw_router: draw the router panel when the sample has ``routing``.
-        alpha: opacity of the mask colours.
+        alpha: kept as ``SegLocalVisualizer.alpha``; the referring
+            pictures overlay the masks at the fixed opacity of
+            :func:`~sera_mm.visualization.compose_refer_panel`.
         **kwargs: passed to ``SegLocalVisualizer`` (``classes``,
             ``palette``, ``dataset_name`` are accepted and unused).
 
@@ -124,6 +127,7 @@ class ReferLocalVisualizer(SegLocalVisualizer):
             iou=iou, no_target=meta.get('no_target'),
             no_target_score=meta.get('no_target_score'))
 
+    @master_only
     def add_datasample(self,
                        name: str,
                        image: np.ndarray,
@@ -149,7 +153,8 @@ class ReferLocalVisualizer(SegLocalVisualizer):
                 without ``out_file`` (MMSegmentation's behaviour).
 
         Returns:
-            the picture, (H', W', 3) uint8 BGR.
+            the picture, (H', W', 3) uint8 BGR (None on the other ranks:
+            only the main process draws, as in ``SegLocalVisualizer``).
         """
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:

@@ -197,7 +197,8 @@ class ReferVisualizationHook(Hook):
         name = f'{idx:02d}_sent{sent_id}'
         path = osp.join(self._dir, f'{name}.png')
         visualizer = getattr(runner, 'visualizer', None)
-        tag = f'{self._mode}_refer/{name}'
+        # no '/' in the name: LocalVisBackend writes <name>_<step>.png flat
+        tag = f'{self._mode}_refer_{name}'
         rgb = np.ascontiguousarray(image[..., ::-1])
         if isinstance(visualizer, ReferLocalVisualizer) and (
                 visualizer.panel_height, visualizer.router_mode,
