@@ -251,3 +251,44 @@ def test_memory_over_steps_records_every_step_on_new_batches(monkeypatch):
     labels = {r['metric'] for r in rows}
     assert 'process memory after training step 3' in labels
     assert 'growth from training step 2 to 3' in labels
+
+
+def test_compare_times_two_configs_in_alternation(tmp_path, monkeypatch):
+    """--compare-options: a (the config) and b (config + options) are timed
+    in alternating pairs in one process; compare.md has min/median/max and
+    the per-pair ratio b / a."""
+    order = []
+    real_runner = bm.Runner
+
+    class Tagged(real_runner):
+        def train_step(self, batch, size, vary=False):
+            step = super().train_step(batch, size, vary)
+            tag = self.model.decode_head.channels
+
+            def tagged():
+                order.append(tag)
+                return step()
+            return tagged
+
+    monkeypatch.setattr(bm, 'Runner', Tagged)
+    tool = _load_tool()
+    out = tmp_path / 'cmp'
+    channels = Config.fromfile(TINY).model.decode_head.channels
+    result = tool.main([
+        TINY, '--compare-options', f'model.decode_head.channels={channels * 2}',
+        '--runs', '4', '--warmup', '1', '--batch-size', '2', '--threads',
+        '1', '--isolation', 'none', '--input-size', '64', '--out-dir',
+        str(out)])
+    res = result['compare']
+    assert len(res['ratios']) == 4
+    assert math.isclose(res['ratio'], statistics.median(res['ratios']))
+    for key in ('a', 'b'):
+        assert 0 < res[key]['min'] <= res[key]['median'] <= res[key]['max']
+    # warm-up a b, then pairs a b | b a | a b | b a
+    a, b = channels, channels * 2
+    assert order == [a, b, a, b, b, a, a, b, b, a]
+    md = (out / 'compare.md').read_text()
+    assert 'b / a, per pair' in md and f'channels={channels * 2}' in md
+    with pytest.raises(ValueError, match='kind'):
+        bm.measure_compare(dict(cfg_models={}, kind='nope', runs=1,
+                                warmup=0))

@@ -109,6 +109,21 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='also record the process memory after each of '
                         'N training steps on new batches (N >= 2; does the '
                         'memory keep growing?)')
+    parser.add_argument('--compare-options', nargs='+', action=DictAction,
+                        metavar='KEY=VALUE',
+                        help='only compare the config (a) with the config '
+                        'plus these options (b), timed in alternation in '
+                        'one process; writes compare.md')
+    parser.add_argument('--compare-config',
+                        help='only compare the config (a) with this one '
+                        '(b), timed in alternation; writes compare.md')
+    parser.add_argument('--compare-kind', choices=('train', 'infer'),
+                        default='train',
+                        help='what --compare-* times: a training step at '
+                        '--batch-size (default) or inference at batch 1')
+    parser.add_argument('--compare-vary', action='store_true',
+                        help='with --compare-kind train: a new batch every '
+                        'step instead of one batch repeated')
     parser.add_argument('--no-paired', action='store_true',
                         help='skip the interleaved latency comparison')
     parser.add_argument('--no-flops', action='store_true',
@@ -287,6 +302,64 @@ def _config_size(cfg_model: Dict[str, Any]) -> Optional[int]:
     return int(size[0]) if size else None
 
 
+def format_compare(result: Dict[str, Any], a_name: str, b_name: str,
+                   setup: str) -> str:
+    """Markdown of :func:`benchmark_harness.measure_compare`'s result."""
+    what = ('training step' if result['kind'] == 'train' else
+            'inference')
+    lines = [f'# Compare: {what}', '', setup, '',
+             f'- a: {a_name}', f'- b: {b_name}', '',
+             '| | min | median | max |', '| --- | ---: | ---: | ---: |']
+    for key in ('a', 'b'):
+        t = result[key]
+        lines.append(f'| {key} (ms) | {t["min"] * 1e3:.1f} | '
+                     f'{t["median"] * 1e3:.1f} | {t["max"] * 1e3:.1f} |')
+    r = result['ratios']
+    lines.append(f'| b / a, per pair | {min(r):.3f} | '
+                 f'{result["ratio"]:.3f} | {max(r):.3f} |')
+    lines += ['', f'{len(r)} pairs; which model runs first alternates '
+              'between pairs. A ratio below 1: b is faster.', '']
+    return '\n'.join(lines)
+
+
+def compare(args: argparse.Namespace, cfg_model: Dict[str, Any], size: int,
+            base: Dict[str, Any], out_dir: str, bm) -> Dict[str, Any]:
+    """``--compare-options`` / ``--compare-config``: time the config (a)
+    against the other (b) in alternation and write ``compare.md``."""
+    from mmengine.config import Config
+    if args.compare_config:
+        other = Config.fromfile(args.compare_config)
+        b_name = args.compare_config
+    else:
+        other = Config.fromfile(args.config)
+        b_name = args.config
+    if args.cfg_options:
+        other.merge_from_dict(args.cfg_options)
+    if args.compare_options:
+        other.merge_from_dict(args.compare_options)
+        b_name += ' + ' + ' '.join(f'{k}={v}' for k, v in
+                                   args.compare_options.items())
+    spec = dict(base, kind=args.compare_kind, train_batch=args.batch_size,
+                latency_batch=1, vary=args.compare_vary,
+                cfg_models=dict(a=cfg_model, b=bm.set_input_size(
+                    other.model.to_dict(), size)))
+    fn = bm.measure_compare
+    result = bm.run_isolated(fn, spec) if args.isolation == 'process' \
+        else fn(spec)
+    batch = args.batch_size if args.compare_kind == 'train' else 1
+    setup = (f'device {base["device"]}, threads {base["threads"]}, input '
+             f'{size}x{size}, batch {batch}, '
+             f'{base["runs"]} pairs after {base["warmup"]} warm-up, '
+             f'new batch every step: {bool(args.compare_vary)}, torch '
+             f'{__import__("torch").__version__}, random weights.')
+    text = format_compare(result, args.config, b_name, setup)
+    path = osp.join(out_dir, 'compare.md')
+    with open(path, 'w') as f:
+        f.write(text)
+    print(text)
+    return dict(compare=result, paths=dict(md=path))
+
+
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     import sera_mm  # noqa: F401 (mmcv.ops fallback before mmseg)
     import torch
@@ -314,6 +387,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     base = dict(device=device, threads=args.threads, amp=args.amp,
                 channels_last=args.channels_last, size=size,
                 runs=args.runs, warmup=args.warmup)
+    if args.compare_options or args.compare_config:
+        return compare(args, cfg_model, size, base, out_dir, bm)
     if args.profile:
         torch.set_num_threads(args.threads)
         runner = bm.Runner(bm.build_subject(cfg_model, 'sera', device),

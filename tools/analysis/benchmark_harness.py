@@ -681,6 +681,66 @@ def measure_paired(spec: Dict[str, Any]) -> Dict[str, Any]:
                 ratio=statistics.median(ratios), ratios=ratios)
 
 
+def spread(values: Sequence[float]) -> Dict[str, float]:
+    """``dict(min, median, max)`` of ``values``."""
+    return dict(min=min(values), median=statistics.median(values),
+                max=max(values))
+
+
+def measure_compare(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """Two models (e.g. one config before and after a change) timed in
+    alternation in one process, so both see the same machine speed.
+
+    ``spec`` keys: ``cfg_models`` (``{'a': cfg, 'b': cfg}``), ``kind``
+    (``'train'``: forward loss + backward + AdamW at ``train_batch``;
+    ``'infer'``: inference at ``latency_batch``), ``size``, ``runs``,
+    ``warmup``, ``device``, ``threads``, ``amp``, ``channels_last``; with
+    ``vary`` every training step uses a new batch (so per-image caches see
+    real traffic) instead of one batch repeated.
+
+    Returns:
+        ``a`` and ``b`` (``min``/``median``/``max`` seconds), ``ratios``
+        (b / a per pair; which runs first alternates between pairs) and
+        ``ratio`` (their median: below 1 means b is faster).
+
+    Raises:
+        ValueError: bad ``runs``/``warmup`` or an unknown ``kind``, or a
+            model with nothing to train for ``kind='train'``.
+    """
+    runs, warmup = int(spec['runs']), int(spec['warmup'])
+    check_runs(runs, warmup)
+    kind = spec.get('kind', 'train')
+    if kind not in ('train', 'infer'):
+        raise ValueError(f"kind must be 'train' or 'infer', got {kind!r}")
+    device = _setup_process(spec)
+    amp, cl = bool(spec.get('amp')), bool(spec.get('channels_last'))
+    steps = {}
+    for key in ('a', 'b'):
+        runner = Runner(build_subject(spec['cfg_models'][key], 'sera',
+                                      device), device, amp, cl)
+        if kind == 'train':
+            steps[key] = runner.train_step(int(spec['train_batch']),
+                                           spec['size'],
+                                           vary=bool(spec.get('vary')))
+            if steps[key] is None:
+                raise ValueError(f'model {key}: nothing is trainable')
+        else:
+            steps[key] = runner.infer(int(spec.get('latency_batch', 1)),
+                                      spec['size'])
+    for _ in range(warmup):
+        for key in ('a', 'b'):
+            steps[key]()
+    times: Dict[str, List[float]] = {'a': [], 'b': []}
+    for i in range(runs):
+        for key in (('a', 'b') if i % 2 == 0 else ('b', 'a')):
+            t0 = time.perf_counter()
+            steps[key]()
+            times[key].append(time.perf_counter() - t0)
+    ratios = [b / a for a, b in zip(times['a'], times['b'])]
+    return dict(kind=kind, a=spread(times['a']), b=spread(times['b']),
+                ratios=ratios, ratio=statistics.median(ratios))
+
+
 def run_isolated(fn: Callable[[Dict[str, Any]], Dict[str, Any]],
                  spec: Dict[str, Any]) -> Dict[str, Any]:
     """``fn(spec)`` in a fresh spawned process."""
