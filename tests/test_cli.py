@@ -127,3 +127,46 @@ def test_tool_debug_keeps_the_traceback(tmp_path):
         assert 'Traceback' in proc.stderr
         assert 'FileNotFoundError' in proc.stderr
         assert 'missing.pth' in proc.stderr
+
+
+@pytest.mark.parametrize('tool,head', [
+    ('infer.py', ['cfg.py', 'ckpt.pth']),
+    ('deployment/onnx_infer.py', ['model.onnx']),
+])
+@pytest.mark.parametrize('rest,message', [
+    ([], 'give --image with --text, or --pairs'),
+    (['--image', 'a.png'], '--image needs at least one --text'),
+    (['--pairs', 'p.json', '--text', 'the dog'], '--text needs --image'),
+])
+def test_inference_tools_share_the_job_argument_checks(tool, head, rest,
+                                                       message, capsys):
+    """tools/infer.py and onnx_infer.py declare and check --image/--text/
+    --pairs/--out-dir through one helper (prediction_io)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        f'job_args_{tool.replace("/", "_")}', str(REPO / 'tools' / tool))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as info:
+        module.parse_args(head + rest)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+    args = module.parse_args(head + ['--image', 'a.png', '--text', 'x'])
+    assert args.out_dir == 'infer_out' and args.pairs is None
+
+
+def test_check_base_argument_is_shared():
+    import argparse
+
+    from sera_mm.utils.cli import add_check_base_argument
+    parser = argparse.ArgumentParser()
+    add_check_base_argument(parser)
+    assert parser.parse_args([]).check_base == 'error'
+    assert parser.parse_args(['--check-base', 'warn']).check_base == 'warn'
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--check-base', 'maybe'])
+    for tool in ('test.py', 'demo/app.py', 'deployment/pytorch2onnx.py',
+                 'deployment/onnx_latency.py', 'analysis/router_stats.py'):
+        text = (REPO / 'tools' / tool).read_text(encoding='utf-8')
+        assert 'add_check_base_argument(parser)' in text, tool
+        assert "'--check-base'" not in text, tool

@@ -22,7 +22,9 @@ from mmengine.config import DictAction
 from sera_mm.apis import inference_model, init_model, load_image
 from sera_mm.apis.prediction_io import IMAGE_EXTENSIONS
 from sera_mm.apis.prediction_io import collect_jobs as _collect_jobs
-from sera_mm.apis.prediction_io import (format_record, save_predictions,
+from sera_mm.apis.prediction_io import (add_job_arguments,
+                                        check_job_arguments,
+                                        format_record, save_predictions,
                                         unique_stems, write_predictions_json)
 from sera_mm.utils.cli import add_debug_argument, run_cli
 
@@ -34,23 +36,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Referring segmentation of images with a SERA-MM model')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file (full or PET)')
-    parser.add_argument('--image', help='an image file or a folder of images')
-    parser.add_argument('--text', nargs='+', default=[],
-                        help='expression(s), applied to every --image')
-    parser.add_argument('--pairs', help='JSON list of {"image", "text"}')
-    parser.add_argument('--out-dir', default='infer_out',
-                        help='output folder')
+    add_job_arguments(parser)
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
     add_debug_argument(parser)
     args = parser.parse_args(argv)
-    if args.pairs is None and args.image is None:
-        parser.error('give --image with --text, or --pairs')
-    if args.image is not None and not args.text:
-        parser.error('--image needs at least one --text')
-    if args.text and args.image is None:
-        parser.error('--text needs --image')
+    check_job_arguments(parser, args)
     return args
 
 

@@ -38,7 +38,8 @@ from sera_mm.engine.launch_utils import (add_custom_hook,
 from sera_mm.engine.pet_checkpoint import is_pet_checkpoint, unwrap_model
 from sera_mm.registry import RUNNERS
 from sera_mm.utils import register_all_modules
-from sera_mm.utils.cli import add_debug_argument, run_cli
+from sera_mm.utils.cli import (add_check_base_argument,
+                               add_debug_argument, run_cli)
 from sera_mm.utils.config_utils import config_errors
 
 
@@ -54,10 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--show-dir', help='folder for drawn predictions')
     parser.add_argument('--show-interval', type=int, default=1,
                         help='draw every N-th test batch (with --show-dir)')
-    parser.add_argument(
-        '--check-base', choices=['error', 'warn', 'ignore'], default='error',
-        help='what a PET checkpoint whose frozen base weights differ from '
-        'the model\'s does')
+    add_check_base_argument(parser)
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, key=value')

@@ -23,6 +23,7 @@ from sera_mm.engine.pet_checkpoint import (is_pet_checkpoint,
 from sera_mm.registry import MODELS
 from sera_mm.utils.config_utils import config_errors
 from sera_mm.utils.image_io import ImageInput, load_image
+from sera_mm.utils.text_input import check_expressions
 
 #: Loaders that need a file on disk (mmcv / mmseg): inference gives the
 #: image in memory, which SERA-MM's ``LoadReferImage`` / ``LoadReferMask``
@@ -210,20 +211,6 @@ def build_inference_pipeline(model: nn.Module,
     return pipeline
 
 
-def _check_texts(text: Union[str, Sequence[str]]) -> List[str]:
-    texts = [text] if isinstance(text, str) else list(text)
-    if not texts:
-        raise ValueError('text: expected an expression or a non-empty list '
-                         'of expressions, got an empty list')
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise ValueError(f'text[{i}]: expected str, got {type(t)}')
-        if not t.strip():
-            raise ValueError(f'text[{i}]: expected a non-empty expression, '
-                             f'got {t!r}')
-    return texts
-
-
 def inference_model(model: nn.Module, image: ImageInput,
                     text: Union[str, Sequence[str]],
                     pipeline: Optional[Compose] = None
@@ -249,7 +236,7 @@ def inference_model(model: nn.Module, image: ImageInput,
         FileNotFoundError: the image path does not exist.
         ValueError: empty or non-string expression, or an unusable image.
     """
-    texts = _check_texts(text)
+    texts = check_expressions(text)
     img, img_path = load_image(image)
     if pipeline is None:
         pipeline = build_inference_pipeline(model)

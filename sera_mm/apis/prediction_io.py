@@ -35,7 +35,7 @@ __all__ = [
     'prediction_mask', 'save_prediction', 'save_predictions',
     'write_mask_and_overlay', 'write_predictions', 'prediction_record',
     'write_predictions_json', 'format_record', 'collect_jobs',
-    'unique_stems'
+    'unique_stems', 'add_job_arguments', 'check_job_arguments'
 ]
 
 
@@ -206,6 +206,30 @@ def format_record(record: Mapping) -> str:
     """The line the tools print per prediction."""
     return (f'{record["image"]} | "{record["text"]}" | foreground '
             f'{record["foreground"]:.1%} | {record["mask"]}')
+
+
+def add_job_arguments(parser) -> None:
+    """Declare ``--image``, ``--text``, ``--pairs`` and ``--out-dir``: the
+    inference jobs of ``tools/infer.py`` and ``onnx_infer.py``
+    (:func:`collect_jobs` reads them; :func:`check_job_arguments` checks
+    them after parsing)."""
+    parser.add_argument('--image', help='an image file or a folder of images')
+    parser.add_argument('--text', nargs='+', default=[],
+                        help='expression(s), applied to every --image')
+    parser.add_argument('--pairs', help='JSON list of {"image", "text"}')
+    parser.add_argument('--out-dir', default='infer_out',
+                        help='output folder')
+
+
+def check_job_arguments(parser, args) -> None:
+    """``parser.error`` unless the parsed job arguments name some work:
+    ``--image`` with ``--text``, or ``--pairs``."""
+    if args.pairs is None and args.image is None:
+        parser.error('give --image with --text, or --pairs')
+    if args.image is not None and not args.text:
+        parser.error('--image needs at least one --text')
+    if args.text and args.image is None:
+        parser.error('--text needs --image')
 
 
 def collect_jobs(image: Optional[str] = None,

@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from sera_mm.datasets.transforms.letterbox_geometry import letterbox_image
+from sera_mm.utils.text_input import check_expressions
 
 #: metadata_props written by the export (values are JSON).
 METADATA_KEYS = ('sera_mm.version', 'sera_mm.config', 'sera_mm.checkpoint',
@@ -80,25 +81,6 @@ def _decode_metadata(props: Mapping[str, str], source: str) -> Dict[str, Any]:
                          f'lack {["sera_mm." + k for k in missing]}); export '
                          'it with tools/deployment/pytorch2onnx.py')
     return meta
-
-
-def check_expressions(texts: Sequence[str]) -> List[str]:
-    """The expressions as a list; each must be a non-empty string.
-
-    Raises:
-        ValueError: no expression, or an empty / non-string one.
-    """
-    texts = [texts] if isinstance(texts, str) else list(texts)
-    if not texts:
-        raise ValueError('text: expected an expression or a non-empty list '
-                         'of expressions, got an empty list')
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise ValueError(f'text[{i}]: expected str, got {type(t)}')
-        if not t.strip():
-            raise ValueError(f'text[{i}]: expected a non-empty expression, '
-                             f'got {t!r}')
-    return texts
 
 
 class RuntimeTokenizer:

@@ -46,6 +46,17 @@ def add_debug_argument(parser: argparse.ArgumentParser) -> None:
         f'"error:" line (also {DEBUG_ENV}=1)')
 
 
+def add_check_base_argument(parser: argparse.ArgumentParser) -> None:
+    """Declare ``--check-base {error,warn,ignore}`` (default ``error``):
+    what loading a PET checkpoint does when the model's frozen base weights
+    differ from those it was trained on (``check_base`` of
+    :func:`~sera_mm.engine.load_pet_checkpoint`)."""
+    parser.add_argument(
+        '--check-base', choices=('error', 'warn', 'ignore'), default='error',
+        help='PET checkpoints: what to do when the model\'s frozen weights '
+        'differ from those it was trained on')
+
+
 def debug_requested(argv: Sequence[str]) -> bool:
     """Whether ``--debug`` is on the command line (before a ``--``) or
     ``SERA_DEBUG`` is set to anything but ``''``/``0``/``false``/``no``."""

@@ -23,7 +23,8 @@ from typing import List, Optional
 import sera_mm  # noqa: F401  (mmcv.ops fallback, safe checkpoint loading)
 from mmengine.config import DictAction
 
-from sera_mm.utils.cli import add_debug_argument, run_cli
+from sera_mm.utils.cli import (add_check_base_argument,
+                               add_debug_argument, run_cli)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -42,10 +43,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu', help="e.g. 'cpu'")
     parser.add_argument('--no-plot', action='store_true',
                         help='skip router_stats.png')
-    parser.add_argument(
-        '--check-base', choices=['error', 'warn', 'ignore'], default='error',
-        help="what a PET checkpoint whose frozen base weights differ from "
-        "the model's does")
+    add_check_base_argument(parser)
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, key=value')

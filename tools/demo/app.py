@@ -37,7 +37,8 @@ from mmengine.config import DictAction  # noqa: E402
 
 from sera_mm.apis import init_model, segment_and_render  # noqa: E402
 from sera_mm.apis.rendering import zip_files  # noqa: E402
-from sera_mm.utils.cli import add_debug_argument, run_cli  # noqa: E402
+from sera_mm.utils.cli import (add_check_base_argument,  # noqa: E402
+                               add_debug_argument, run_cli)
 
 #: skimage.data photographs (CC0) offered as examples, with expressions.
 PHOTO_EXAMPLES = (
@@ -71,10 +72,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', default=None,
                         help='where the files of each request are written '
                         '(default: a temporary folder, removed at exit)')
-    parser.add_argument('--check-base', default='error',
-                        choices=('error', 'warn', 'ignore'),
-                        help='PET checkpoints: what to do when the model\'s '
-                        'frozen weights differ from those it was trained on')
+    add_check_base_argument(parser)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
     add_debug_argument(parser)

@@ -73,23 +73,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description='Referring segmentation with an exported SERA-MM ONNX '
         'model (ONNX Runtime, no PyTorch)')
     parser.add_argument('model', help='.onnx file from pytorch2onnx.py')
-    parser.add_argument('--image', help='an image file or a folder of images')
-    parser.add_argument('--text', nargs='+', default=[],
-                        help='expression(s), applied to every --image')
-    parser.add_argument('--pairs', help='JSON list of {"image", "text"}')
-    parser.add_argument('--out-dir', default='infer_out',
-                        help='output folder')
+    _pred_io.add_job_arguments(parser)
     parser.add_argument('--threads', type=int, default=None,
                         help='ONNX Runtime intra-op threads (default: its '
                         'own choice)')
     _cli.add_debug_argument(parser)
     args = parser.parse_args(argv)
-    if args.pairs is None and args.image is None:
-        parser.error('give --image with --text, or --pairs')
-    if args.image is not None and not args.text:
-        parser.error('--image needs at least one --text')
-    if args.text and args.image is None:
-        parser.error('--text needs --image')
+    _pred_io.check_job_arguments(parser, args)
     return args
 
 

@@ -49,7 +49,8 @@ from sera_mm.apis.inference import build_inference_pipeline  # noqa: E402
 from sera_mm.deployment.export import (  # noqa: E402
     SERAOnnxWrapper, default_parity_inputs, text_length)
 from sera_mm.deployment.onnx_runtime import OnnxReferSegmenter  # noqa: E402
-from sera_mm.utils.cli import add_debug_argument, run_cli  # noqa: E402
+from sera_mm.utils.cli import (add_check_base_argument,  # noqa: E402
+                               add_debug_argument, run_cli)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -71,9 +72,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='intra-op threads of both')
     parser.add_argument('--no-end-to-end', action='store_true',
                         help='time the forward only')
-    parser.add_argument('--check-base', default='error',
-                        choices=('error', 'warn', 'ignore'),
-                        help='PET checkpoints: frozen-weight mismatch policy')
+    add_check_base_argument(parser)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
     parser.add_argument('--json', help='also write the figures here')

@@ -36,7 +36,8 @@ from mmengine.config import DictAction
 from sera_mm.apis import init_model
 from sera_mm.deployment.export import (DEFAULT_OPSET, check_onnx_parity,
                                        export_onnx)
-from sera_mm.utils.cli import add_debug_argument, run_cli
+from sera_mm.utils.cli import (add_check_base_argument,
+                               add_debug_argument, run_cli)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -70,10 +71,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=2,
                         help='threads of PyTorch and ONNX Runtime')
     parser.add_argument('--device', default='cpu', help='e.g. cpu')
-    parser.add_argument('--check-base', default='error',
-                        choices=('error', 'warn', 'ignore'),
-                        help='PET checkpoints: what to do when the model\'s '
-                        'frozen weights differ from those it was trained on')
+    add_check_base_argument(parser)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
     add_debug_argument(parser)
