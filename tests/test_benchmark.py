@@ -292,3 +292,28 @@ def test_compare_times_two_configs_in_alternation(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match='kind'):
         bm.measure_compare(dict(cfg_models={}, kind='nope', runs=1,
                                 warmup=0))
+
+
+def test_compare_amp_and_channels_last_change_only_b(tmp_path, monkeypatch):
+    """--compare-amp / --compare-channels-last: the same config in both
+    slots, b under autocast and in channels-last, a as configured."""
+    seen = []
+    real_runner = bm.Runner
+
+    class Recording(real_runner):
+        def __init__(self, model, device='cpu', amp=False,
+                     channels_last=False):
+            super().__init__(model, device, amp, channels_last)
+            seen.append((amp, channels_last))
+
+    monkeypatch.setattr(bm, 'Runner', Recording)
+    tool = _load_tool()
+    out = tmp_path / 'cmp'
+    result = tool.main([
+        TINY, '--compare-amp', '--compare-channels-last', '--runs', '2',
+        '--warmup', '0', '--batch-size', '2', '--threads', '1',
+        '--isolation', 'none', '--input-size', '64', '--out-dir', str(out)])
+    assert seen == [(False, False), (True, True)]
+    assert len(result['compare']['ratios']) == 2
+    md = (out / 'compare.md').read_text()
+    assert '+ autocast + channels-last' in md

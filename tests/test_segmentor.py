@@ -197,3 +197,57 @@ def test_forward_modes_through_data_preprocessor():
 def test_slide_mode_is_rejected():
     with pytest.raises(ValueError, match='whole'):
         _model(test_cfg=dict(mode='slide', crop_size=(8, 8), stride=(4, 4)))
+
+
+def test_channels_last_option_same_loss_and_gradients():
+    """SERASegmentor(channels_last=True) runs the image path in NHWC and
+    gives the loss and gradients of the default layout up to rounding."""
+    import copy
+    import os.path as osp
+    import sys
+
+    from mmengine.config import Config
+
+    from sera_mm.registry import MODELS
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    sys.path.insert(0, osp.join(root, 'tools', 'analysis'))
+    import benchmark_harness as bm
+    cfg = Config.fromfile(osp.join(
+        root, 'configs', 'sera',
+        'sera_mnv2-minilm_synthetic.py')).model.to_dict()
+    # random weights: the test needs the geometry, not the pretrained ones
+    cfg['backbone']['pretrained'] = None
+    cfg['text_encoder']['pretrained'] = None
+    torch.manual_seed(0)
+    a = MODELS.build(copy.deepcopy(cfg))
+    b_cfg = copy.deepcopy(cfg)
+    b_cfg['channels_last'] = True
+    b = MODELS.build(b_cfg)
+    b.load_state_dict(a.state_dict())
+    # eval: no dropout, whose masks follow the memory layout
+    a.eval()
+    b.eval()
+    data = a.data_preprocessor(bm.synthetic_batch(2, 64, with_gt=True), True)
+    seen = []
+    hook = b.backbone.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(
+            memory_format=torch.channels_last)))
+    losses = {}
+    for key, model in (('a', a), ('b', b)):
+        out = model.loss(data['inputs'].clone(), data['data_samples'])
+        total = sum(v for k, v in out.items() if 'loss' in k)
+        total.backward()
+        losses[key] = float(total.detach())
+    hook.remove()
+    assert seen == [True]
+    assert losses['a'] == pytest.approx(losses['b'], rel=1e-4, abs=1e-5)
+    grads_a = dict((n, p.grad) for n, p in a.named_parameters()
+                   if p.grad is not None)
+    for name, p in b.named_parameters():
+        if p.grad is None:
+            continue
+        # summation order differs between layouts: compare at the scale of
+        # each gradient tensor
+        scale = float(grads_a[name].abs().max()) + 1e-8
+        diff = float((p.grad - grads_a[name]).abs().max())
+        assert diff <= 5e-3 * scale, (name, diff, scale)

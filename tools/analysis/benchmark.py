@@ -124,6 +124,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--compare-vary', action='store_true',
                         help='with --compare-kind train: a new batch every '
                         'step instead of one batch repeated')
+    parser.add_argument('--compare-amp', action='store_true',
+                        help='only compare the config (a) with itself under '
+                        'autocast (b: bfloat16 on CPU, float16 on CUDA; '
+                        'with --compare-options, b gets both)')
+    parser.add_argument('--compare-channels-last', action='store_true',
+                        help='only compare the config (a) with itself in '
+                        'channels-last memory format (b)')
     parser.add_argument('--no-paired', action='store_true',
                         help='skip the interleaved latency comparison')
     parser.add_argument('--no-flops', action='store_true',
@@ -339,8 +346,15 @@ def compare(args: argparse.Namespace, cfg_model: Dict[str, Any], size: int,
         other.merge_from_dict(args.compare_options)
         b_name += ' + ' + ' '.join(f'{k}={v}' for k, v in
                                    args.compare_options.items())
+    b_amp = base['amp'] or args.compare_amp
+    b_cl = base['channels_last'] or args.compare_channels_last
+    if b_amp != base['amp']:
+        b_name += ' + autocast'
+    if b_cl != base['channels_last']:
+        b_name += ' + channels-last'
     spec = dict(base, kind=args.compare_kind, train_batch=args.batch_size,
-                latency_batch=1, vary=args.compare_vary,
+                latency_batch=1, vary=args.compare_vary, b_amp=b_amp,
+                b_channels_last=b_cl,
                 cfg_models=dict(a=cfg_model, b=bm.set_input_size(
                     other.model.to_dict(), size)))
     fn = bm.measure_compare
@@ -387,7 +401,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     base = dict(device=device, threads=args.threads, amp=args.amp,
                 channels_last=args.channels_last, size=size,
                 runs=args.runs, warmup=args.warmup)
-    if args.compare_options or args.compare_config:
+    if (args.compare_options or args.compare_config or args.compare_amp
+            or args.compare_channels_last):
         return compare(args, cfg_model, size, base, out_dir, bm)
     if args.profile:
         torch.set_num_threads(args.threads)

@@ -694,7 +694,8 @@ def measure_compare(spec: Dict[str, Any]) -> Dict[str, Any]:
     ``spec`` keys: ``cfg_models`` (``{'a': cfg, 'b': cfg}``), ``kind``
     (``'train'``: forward loss + backward + AdamW at ``train_batch``;
     ``'infer'``: inference at ``latency_batch``), ``size``, ``runs``,
-    ``warmup``, ``device``, ``threads``, ``amp``, ``channels_last``; with
+    ``warmup``, ``device``, ``threads``, ``amp``, ``channels_last``
+    (``b_amp`` / ``b_channels_last``: b's own, default a's); with
     ``vary`` every training step uses a new batch (so per-image caches see
     real traffic) instead of one batch repeated.
 
@@ -714,10 +715,12 @@ def measure_compare(spec: Dict[str, Any]) -> Dict[str, Any]:
         raise ValueError(f"kind must be 'train' or 'infer', got {kind!r}")
     device = _setup_process(spec)
     amp, cl = bool(spec.get('amp')), bool(spec.get('channels_last'))
+    formats = dict(a=(amp, cl), b=(bool(spec.get('b_amp', amp)),
+                                   bool(spec.get('b_channels_last', cl))))
     steps = {}
     for key in ('a', 'b'):
         runner = Runner(build_subject(spec['cfg_models'][key], 'sera',
-                                      device), device, amp, cl)
+                                      device), device, *formats[key])
         if kind == 'train':
             steps[key] = runner.train_step(int(spec['train_batch']),
                                            spec['size'],
