@@ -91,4 +91,3 @@ def test_refuses_blocks_that_are_not_frozen_or_feed_adapters():
         MobileNetV2Backbone(out_indices=(6, 13), adapter=ADAPTER,
                             adapter_indices=(4, ), text_channels=6,
                             frozen_stages=7, prefix_cache=8)
-
