@@ -662,3 +662,34 @@ def test_tables_record_the_commit(tmp_path):
     assert row['commits'] == 'abcdef0123456789+dirty'
     commit = RA.git_commit()
     assert commit is None or len(commit.split('+')[0]) == 40
+
+
+def test_long_rows_are_their_short_rows_on_the_2h_schedule():
+    """configs/sera/ablations/long/<row>_2h.py: the model of ablation row
+    <row>, everything else from the 2-hour main config."""
+    long_dir = osp.join(ABL_DIR, 'long')
+    two_h = Config.fromfile(osp.join(
+        ABL_DIR, '..', 'sera_mnv2-minilm_synthetic_2h.py')).to_dict()
+    found = sorted(osp.splitext(p)[0] for p in os.listdir(long_dir)
+                   if p.endswith('.py'))
+    assert found == ['full_2h', 'routing_uniform_2h']
+    for name in found:
+        cfg = Config.fromfile(osp.join(long_dir, name + '.py')).to_dict()
+        short = _cfg(name[:-len('_2h')]).to_dict()
+        assert cfg['model'] == short['model'], name
+        assert cfg['train_cfg']['max_iters'] == 7200
+        for key in set(two_h) - {'model'}:
+            assert cfg[key] == two_h[key], (name, key)
+
+
+def test_fast_main_config_only_switches_on_the_exact_speed_ups():
+    main = _cfg('main').to_dict()
+    fast = Config.fromfile(osp.join(
+        ABL_DIR, '..', 'sera_mnv2-minilm_synthetic_fast.py')).to_dict()
+    assert fast['model'].pop('channels_last') is True
+    backbone = fast['model']['backbone']
+    assert backbone.pop('prefix_cache') > 2000  # every synthetic image
+    backbone.pop('prefix_cache_bytes')
+    main['model']['backbone'].pop('prefix_cache', None)
+    main['model']['backbone'].pop('prefix_cache_bytes', None)
+    assert fast == main
