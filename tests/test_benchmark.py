@@ -317,3 +317,21 @@ def test_compare_amp_and_channels_last_change_only_b(tmp_path, monkeypatch):
     assert len(result['compare']['ratios']) == 2
     md = (out / 'compare.md').read_text()
     assert '+ autocast + channels-last' in md
+
+
+def test_project_config_modules_are_imported_for_the_benchmark():
+    """A project config registers its parts through custom_imports; the
+    benchmark imports them (in the measuring process too) so the model
+    builds."""
+    project = osp.join(ROOT, 'projects', 'etris_sera', 'configs',
+                       'etris_tiny_synthetic.py')
+    cfgs = [Config.fromfile(TINY), Config.fromfile(project)]
+    names = bm.config_imports(*cfgs)
+    assert 'sera_mm' in names and any(
+        n.startswith('projects.etris_sera') for n in names)
+    assert len(names) == len(set(names))
+    bm.import_config_modules(names)
+    from sera_mm.registry import MODELS
+    assert MODELS.get('ETRISBridge') is not None
+    with pytest.raises(ModuleNotFoundError):
+        bm.import_config_modules(['no_such_module_xyz'])

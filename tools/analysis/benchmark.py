@@ -36,6 +36,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 _HERE = osp.dirname(osp.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
+# project configs import ``projects.*`` modules (custom_imports)
+_ROOT = osp.dirname(osp.dirname(_HERE))
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
 
 MB = 1024.0**2
 
@@ -398,9 +402,14 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if args.isolation == 'none':
         torch.set_num_threads(args.threads)
+    cfgs = [cfg]
+    if args.compare_config:
+        cfgs.append(Config.fromfile(args.compare_config))
     base = dict(device=device, threads=args.threads, amp=args.amp,
                 channels_last=args.channels_last, size=size,
-                runs=args.runs, warmup=args.warmup)
+                runs=args.runs, warmup=args.warmup,
+                imports=bm.config_imports(*cfgs))
+    bm.import_config_modules(base['imports'])
     if (args.compare_options or args.compare_config or args.compare_amp
             or args.compare_channels_last):
         return compare(args, cfg_model, size, base, out_dir, bm)

@@ -548,8 +548,30 @@ def count_flops(runner: Runner, size: int) -> Tuple[Optional[float], str]:
 
 
 # --------------------------------------------------------------- one job
+def import_config_modules(imports: Sequence[str]) -> None:
+    """Import the modules a config's ``custom_imports`` names (a project's
+    registered parts), so its model builds in this process."""
+    import importlib
+    for name in imports:
+        importlib.import_module(name)
+
+
+def config_imports(*cfgs) -> List[str]:
+    """``custom_imports.imports`` of the given mmengine configs, in order,
+    without repeats."""
+    names: List[str] = []
+    for cfg in cfgs:
+        custom = cfg.get('custom_imports') or {}
+        for name in custom.get('imports', []) or []:
+            if name not in names:
+                names.append(name)
+    return names
+
+
 def _setup_process(spec: Dict[str, Any]) -> str:
-    """Apply ``spec['threads']``, seed torch; return the device."""
+    """Apply ``spec['threads']``, import ``spec['imports']``, seed torch;
+    return the device."""
+    import_config_modules(spec.get('imports', ()))
     if spec.get('threads'):
         torch.set_num_threads(int(spec['threads']))
     torch.manual_seed(0)
