@@ -217,6 +217,28 @@ def test_training_step_profile_by_part(tmp_path):
     assert '| decode_head |' in text and '| step |' in text
 
 
+def test_operator_profile_includes_backward_and_sums_to_total(tmp_path):
+    """--profile --profile-ops N: operators by self time per step, the
+    backward ones included; the per-operator totals add up to the step's
+    self time; ops.md is written."""
+    tool = _load_tool()
+    out = tmp_path / 'prof'
+    result = tool.main([
+        TINY, '--profile', '--profile-ops', '5', '--runs', '2', '--warmup',
+        '1', '--batch-size', '2', '--threads', '1', '--input-size', '64',
+        '--out-dir', str(out)])
+    ops = result['ops']
+    assert len(ops['rows']) == 5
+    shares = [r['share'] for r in ops['rows']]
+    assert shares == sorted(shares, reverse=True) and 0 < shares[0] <= 1
+    assert math.isclose(sum(ops['by_op'].values()), ops['total_ms'],
+                        rel_tol=1e-6)
+    assert any(name.endswith('_backward') for name in ops['by_op'])
+    md = (out / 'ops.md').read_text()
+    assert 'self ms / step' in md and ops['rows'][0]['op'] in md
+    assert (out / 'profile.md').exists()
+
+
 def test_memory_over_steps_records_every_step_on_new_batches(monkeypatch):
     """--memory-steps: RSS after each of N training steps of one optimizer,
     each step on a new batch (other expressions and images)."""

@@ -107,6 +107,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--profile', action='store_true',
                         help='only the per-module training-step profile '
                         '(forward/backward per part) into profile.md')
+    parser.add_argument('--profile-ops', type=int, default=0, metavar='N',
+                        help='with --profile: also the N operators with the '
+                        'most self time (torch.profiler, by input shape; '
+                        'forward and backward) into ops.md')
     parser.add_argument('--skip-train', action='store_true',
                         help='skip the training step measurements')
     parser.add_argument('--memory-steps', type=int, default=0, metavar='N',
@@ -333,10 +337,21 @@ def format_compare(result: Dict[str, Any], a_name: str, b_name: str,
     return '\n'.join(lines)
 
 
+def cpu_kernels() -> str:
+    """The CPU instruction set torch's kernels use (e.g. 'AVX512'),
+    which decides e.g. whether bfloat16 is fast."""
+    import torch
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except AttributeError:  # older torch
+        return 'unknown'
+
+
 def compare(args: argparse.Namespace, cfg_model: Dict[str, Any], size: int,
             base: Dict[str, Any], out_dir: str, bm) -> Dict[str, Any]:
     """``--compare-options`` / ``--compare-config``: time the config (a)
     against the other (b) in alternation and write ``compare.md``."""
+    import torch
     from mmengine.config import Config
     if args.compare_config:
         other = Config.fromfile(args.compare_config)
@@ -369,7 +384,8 @@ def compare(args: argparse.Namespace, cfg_model: Dict[str, Any], size: int,
              f'{size}x{size}, batch {batch}, '
              f'{base["runs"]} pairs after {base["warmup"]} warm-up, '
              f'new batch every step: {bool(args.compare_vary)}, torch '
-             f'{__import__("torch").__version__}, random weights.')
+             f'{torch.__version__} ({cpu_kernels()} CPU kernels), random '
+             'weights.')
     text = format_compare(result, args.config, b_name, setup)
     path = osp.join(out_dir, 'compare.md')
     with open(path, 'w') as f:
@@ -428,7 +444,16 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         with open(osp.join(out_dir, 'profile.md'), 'w') as f:
             f.write(text)
         print(text)
-        return dict(profile=profile)
+        out = dict(profile=profile)
+        if args.profile_ops:
+            ops = bm.profile_ops(runner, args.batch_size, size, args.runs,
+                                 args.warmup, top=args.profile_ops)
+            text = bm.format_ops(ops, name, setup)
+            with open(osp.join(out_dir, 'ops.md'), 'w') as f:
+                f.write(text)
+            print(text)
+            out['ops'] = ops
+        return out
 
     jobs = []  # (tag, spec); ('paired', ) runs measure_paired
     for subject in bm.SUBJECTS:

@@ -839,6 +839,68 @@ class _PartTimer:
             module.__dict__.pop('forward', None)
 
 
+def profile_ops(runner: 'Runner', batch: int, size: int, runs: int,
+                warmup: int, top: int = 20) -> Dict[str, Any]:
+    """Operator-level profile of the training step (``torch.profiler``):
+    the ``top`` operators by self time, grouped by operator and input
+    shapes, per step (forward and backward operators alike, e.g.
+    ``aten::convolution_backward``).
+
+    Returns:
+        ``rows``: dicts with ``op``, ``shapes`` (input shapes, text),
+        ``calls`` and ``self_ms`` per step and ``share`` of the step's
+        total self time; ``total_ms`` (all operators, per step) and
+        ``by_op`` (self ms per step of each operator name, all shapes).
+    """
+    from torch.profiler import ProfilerActivity, profile
+    check_runs(runs, warmup)
+    step = runner.train_step(batch, size)
+    if step is None:
+        raise ValueError('nothing is trainable')
+    for _ in range(warmup):
+        step()
+    activities = [ProfilerActivity.CPU]
+    if runner.device_type == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities, record_shapes=True) as prof:
+        for _ in range(runs):
+            step()
+    events = prof.key_averages(group_by_input_shape=True)
+    total = sum(e.self_cpu_time_total for e in events) / 1e3 / runs
+    by_op: Dict[str, float] = {}
+    for e in events:
+        by_op[e.key] = by_op.get(e.key, 0.0) + (
+            e.self_cpu_time_total / 1e3 / runs)
+    ranked = sorted(events, key=lambda e: e.self_cpu_time_total,
+                    reverse=True)[:top]
+    rows = [dict(op=e.key, shapes=str(e.input_shapes),
+                 calls=e.count / runs,
+                 self_ms=e.self_cpu_time_total / 1e3 / runs,
+                 share=(e.self_cpu_time_total / 1e3 / runs) / total
+                 if total else 0.0) for e in ranked]
+    return dict(rows=rows, total_ms=total,
+                by_op=dict(sorted(by_op.items(), key=lambda kv: -kv[1])))
+
+
+def format_ops(result: Dict[str, Any], name: str, setup: str,
+               top_ops: int = 10) -> str:
+    """Markdown of :func:`profile_ops`."""
+    lines = [f'# Operator profile of the training step: {name}', '', setup,
+             '', f'Self time of all operators: {result["total_ms"]:.0f} ms '
+             'per step.', '', '| operator | self ms / step | share |',
+             '| --- | ---: | ---: |']
+    for op, ms in list(result['by_op'].items())[:top_ops]:
+        share = ms / result['total_ms'] if result['total_ms'] else 0.0
+        lines.append(f'| `{op}` | {ms:.1f} | {share:.1%} |')
+    lines += ['', '| operator | input shapes | calls / step | self ms / step'
+              ' | share |', '| --- | --- | ---: | ---: | ---: |']
+    for r in result['rows']:
+        shapes = r['shapes'].replace('|', '/')
+        lines.append(f'| `{r["op"]}` | `{shapes}` | {r["calls"]:g} | '
+                     f'{r["self_ms"]:.1f} | {r["share"]:.1%} |')
+    return '\n'.join(lines) + '\n'
+
+
 def profile_train_step(runner: 'Runner', batch: int, size: int, runs: int,
                        warmup: int) -> Dict[str, Any]:
     """Per-part forward times (ms, median over ``runs``) of the training
