@@ -357,3 +357,51 @@ def test_project_config_modules_are_imported_for_the_benchmark():
     assert MODELS.get('ETRISBridge') is not None
     with pytest.raises(ModuleNotFoundError):
         bm.import_config_modules(['no_such_module_xyz'])
+
+
+def _write_log(path, start, iters, step_s, logged):
+    import datetime as dt
+    t0 = dt.datetime(2026, 1, 1, 10, 0, 0)
+    lines = ['2026/01/01 10:00:00 - mmengine - INFO - Checkpoints will be '
+             'saved to somewhere.']
+    for i in iters:
+        stamp = t0 + dt.timedelta(seconds=start + i * step_s)
+        lines.append(f'{stamp:%Y/%m/%d %H:%M:%S} - mmengine - INFO - '
+                     f'Iter(train) [{i:>4}/600]  lr: 1.0e-04  eta: 0:01:00  '
+                     f'time: {logged:.4f}  data_time: 0.0100  loss: 0.5')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('\n'.join(lines) + '\n')
+
+
+def test_train_speed_compares_two_runs_over_their_common_window(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        'train_speed', osp.join(ROOT, 'tools', 'analysis', 'train_speed.py'))
+    ts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ts)
+    # a: 2 s per iteration from t=0; b: 1.5 s per iteration from t=100 s
+    _write_log(tmp_path / 'a' / '20260101_100000' / 'x.log', 0,
+               range(0, 601, 20), 2.0, 2.0)
+    _write_log(tmp_path / 'b' / '20260101_100140' / 'y.log', 100,
+               range(0, 601, 20), 1.5, 1.5)
+    out = tmp_path / 'speed.md'
+    res = ts.main([str(tmp_path / 'a'), str(tmp_path / 'b'),
+                   '--batch-size', '16', '--out', str(out)])
+    # window: b's start (100 s) to the end of b (1000 s)
+    assert res['a']['first_iter'] == 60 and res['a']['last_iter'] == 500
+    assert res['a']['s_per_iter'] == pytest.approx(2.0)
+    assert res['b']['s_per_iter'] == pytest.approx(1.5)
+    assert res['ratio'] == pytest.approx(0.75)
+    assert res['logged_ratio'] == pytest.approx(0.75)
+    assert res['b']['images_per_s'] == pytest.approx(16 / 1.5)
+    assert '**0.750**' in out.read_text()
+    # runs that never trained at the same time
+    _write_log(tmp_path / 'late.log', 5000, range(0, 601, 20), 1.0, 1.0)
+    with pytest.raises(ValueError, match='same time'):
+        ts.compare_logs(str(tmp_path / 'a' / '20260101_100000' / 'x.log'),
+                        str(tmp_path / 'late.log'))
+    with pytest.raises(FileNotFoundError, match='no mmengine log'):
+        ts.find_log(str(tmp_path / 'empty_dir_made') if (
+            tmp_path / 'empty_dir_made').mkdir() is None else '')
+    (tmp_path / 'nolines.log').write_text('nothing here\n')
+    with pytest.raises(ValueError, match='fewer than two'):
+        ts.read_points(str(tmp_path / 'nolines.log'))
