@@ -405,3 +405,11 @@ def test_train_speed_compares_two_runs_over_their_common_window(tmp_path):
     (tmp_path / 'nolines.log').write_text('nothing here\n')
     with pytest.raises(ValueError, match='fewer than two'):
         ts.read_points(str(tmp_path / 'nolines.log'))
+
+
+def test_profile_ops_needs_profile():
+    tool = _load_tool()
+    with pytest.raises(SystemExit, match='needs --profile'):
+        tool.main([TINY, '--profile-ops', '5'])
+    with pytest.raises(SystemExit, match='>= 0'):
+        tool.main([TINY, '--profile', '--profile-ops', '-1'])

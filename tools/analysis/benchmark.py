@@ -8,6 +8,11 @@
         [--out-dir DIR] [--skip-train] [--no-flops] [--no-paired]
         [--isolation process|none]
         [--cfg-options key=value ...]
+    python tools/analysis/benchmark.py CONFIG --profile [--profile-ops N]
+    python tools/analysis/benchmark.py CONFIG --memory-steps N
+    python tools/analysis/benchmark.py CONFIG (--compare-options K=V ... |
+        --compare-config OTHER | --compare-amp | --compare-channels-last)
+        [--compare-kind train|infer] [--compare-vary]
 
 The model is built with random weights of the configured geometry. The same
 synthetic inputs (uint8 letterboxed images, varied expressions) go through
@@ -21,7 +26,11 @@ ratio does not drift with the machine's speed. Each ``--sweep`` varies
 one factor and records SERA's latency, training step and memory per value.
 
 Writes ``benchmark.md``, ``benchmark.csv`` and ``benchmark.png`` to
-``--out-dir`` (default ``work_dirs/benchmark/<config name>``).
+``--out-dir`` (default ``work_dirs/benchmark/<config name>``). ``--profile``
+writes the training step by part (``profile.md``) and, with
+``--profile-ops``, by operator (``ops.md``); ``--compare-*`` times the
+config against a changed one in alternation in one process
+(``compare.md``).
 """
 import argparse
 import csv
@@ -553,7 +562,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 def main(argv=None) -> Dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format='%(message)s')
-    return run(parse_args(argv))
+    args = parse_args(argv)
+    if args.profile_ops and not args.profile:
+        raise SystemExit('error: --profile-ops needs --profile')
+    if args.profile_ops < 0:
+        raise SystemExit(f'error: --profile-ops must be >= 0, got '
+                         f'{args.profile_ops}')
+    return run(args)
 
 
 if __name__ == '__main__':
