@@ -693,3 +693,47 @@ def test_fast_main_config_only_switches_on_the_exact_speed_ups():
     main['model']['backbone'].pop('prefix_cache', None)
     main['model']['backbone'].pop('prefix_cache_bytes', None)
     assert fast == main
+
+
+def _val_curve_tool():
+    spec = importlib.util.spec_from_file_location(
+        'val_curve', osp.join(ROOT, 'tools', 'analysis', 'val_curve.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_val_curve_tabulates_validations_of_resumed_runs(tmp_path):
+    vc = _val_curve_tool()
+
+    def scalars(run, stamp, records):
+        d = tmp_path / run / stamp / 'vis_data'
+        d.mkdir(parents=True)
+        (d / 'scalars.json').write_text(
+            '\n'.join(json.dumps(r) for r in records) + '\n')
+
+    train = dict(loss=0.5, lr=1e-3, step=20)
+    # run a: validated at 1200, resumed, validated at 2400
+    scalars('a', '20260101_000000', [train, {
+        'mIoU': 50.0, 'oIoU': 44.0, 'spatial/mIoU': 40.0, 'step': 1200}])
+    scalars('a', '20260101_010000', [{
+        'mIoU': 55.5, 'spatial/mIoU': 47.0, 'step': 2400}])
+    scalars('b', '20260101_000000', [{
+        'mIoU': 49.0, 'spatial/mIoU': 41.0, 'step': 1200}])
+    out = vc.main([str(tmp_path / 'a'), str(tmp_path / 'b'), '--out-dir',
+                   str(tmp_path / 'out')])
+    assert out['curves']['a'] == {1200: {'mIoU': 50.0, 'spatial/mIoU': 40.0},
+                                  2400: {'mIoU': 55.5, 'spatial/mIoU': 47.0}}
+    md = (tmp_path / 'out' / 'val_curve.md').read_text()
+    assert '| 1200 | 50.00 | 49.00 |' in md
+    assert '| 2400 | 55.50 |  |' in md
+    assert '| 2400 | a | 47.00 |' in md
+    assert (tmp_path / 'out' / 'val_curve.png').stat().st_size > 0
+    with pytest.raises(ValueError, match='no validation'):
+        scalars('c', '20260101_000000', [train])
+        vc.main([str(tmp_path / 'c')])
+    with pytest.raises(FileNotFoundError, match='scalars.json'):
+        (tmp_path / 'empty').mkdir()
+        vc.main([str(tmp_path / 'empty')])
+    with pytest.raises(ValueError, match='names must differ'):
+        vc.main([str(tmp_path / 'a'), str(tmp_path / 'a')])
