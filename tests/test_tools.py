@@ -602,8 +602,28 @@ def test_evaluate_splits_runs_its_own_loops(trained):
     from sera_mm.engine.final_evaluation import evaluate_splits
     runner = trained.runner
     configured = (runner._test_dataloader, runner._test_evaluator)
-    results = evaluate_splits(runner, ['testA', 'testB'],
-                              out_name='final_tt')
+    # while a split runs, runner.test_loop (whose dataloader length the
+    # log processor prints as 'Iter(test) [i/N]') is that split's loop
+    seen = []
+    build = runner.build_test_loop
+
+    def build_and_watch(cfg):
+        loop = build(cfg)
+        run = loop.run
+
+        def watched_run():
+            seen.append((runner.test_loop is loop,
+                         loop.dataloader.dataset.split))
+            return run()
+        loop.run = watched_run
+        return loop
+    runner.build_test_loop = build_and_watch
+    try:
+        results = evaluate_splits(runner, ['testA', 'testB'],
+                                  out_name='final_tt')
+    finally:
+        del runner.build_test_loop
+    assert seen == [(True, 'testA'), (True, 'testB')]
     # the runner's own test dataloader and evaluator configs are untouched,
     # and its test loop (which mmengine builds lazily, e.g. for the logged
     # iteration counts) is the configured one

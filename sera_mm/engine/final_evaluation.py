@@ -142,8 +142,17 @@ def evaluate_splits(runner, splits: Sequence[str],
         print_log(f'final evaluation on split {split!r} '
                   f'({len(loop.dataloader.dataset)} expressions)',
                   logger='current')
+        # mmengine's log processor counts the iterations of
+        # ``runner.test_loop`` ('Iter(test) [i/N]'): point it at this
+        # split's loop while it runs, then restore the configured one
+        configured = runner._test_loop
+        runner._test_loop = loop
+        try:
+            metrics = loop.run()
+        finally:
+            runner._test_loop = configured
         results[split] = {k: (float(v) if isinstance(v, (int, float)) else v)
-                          for k, v in loop.run().items()}
+                          for k, v in metrics.items()}
     if is_main_process():
         table = metrics_table(results)
         print_log('final metrics (percent):\n' + table, logger='current')
