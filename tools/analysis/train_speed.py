@@ -136,11 +136,11 @@ def main(argv=None) -> Dict[str, object]:
     log_a, log_b = find_log(args.a), find_log(args.b)
     res = compare_logs(log_a, log_b, args.batch_size)
     text = format_result(res, args.a, args.b)
-    print(text)
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w', encoding='utf-8') as f:
             f.write(text)
+    print(text)  # after the file: a closed pipe cannot lose it
     return res
 
 

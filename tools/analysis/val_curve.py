@@ -140,7 +140,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
                              'training?)')
         curves[name] = curve
     text = format_curves(curves, args.metric)
-    print(text)
     out = dict(curves=curves)
     if args.out_dir:
         os.makedirs(args.out_dir, exist_ok=True)
@@ -150,6 +149,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         out['md'] = md
         out['png'] = plot_curves(curves, args.metric,
                                  osp.join(args.out_dir, 'val_curve.png'))
+    print(text)  # after the files: a closed pipe cannot lose them
     return out
 
 
