@@ -59,12 +59,12 @@ def _routers(module: nn.Module):
     return [m for m in module.modules() if isinstance(m, ExpertRouter)]
 
 
-def _runner_module():
+def _runner_module(name='run_ablations'):
+    """A script of tools/analysis/ as a module (default: the runner)."""
     spec = importlib.util.spec_from_file_location(
-        'run_ablations',
-        osp.join(ROOT, 'tools', 'analysis', 'run_ablations.py'))
+        name, osp.join(ROOT, 'tools', 'analysis', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
-    sys.modules['run_ablations'] = module  # dataclasses need the module
+    sys.modules[name] = module  # dataclasses need the module
     spec.loader.exec_module(module)
     return module
 
@@ -695,16 +695,8 @@ def test_fast_main_config_only_switches_on_the_exact_speed_ups():
     assert fast == main
 
 
-def _val_curve_tool():
-    spec = importlib.util.spec_from_file_location(
-        'val_curve', osp.join(ROOT, 'tools', 'analysis', 'val_curve.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_val_curve_tabulates_validations_of_resumed_runs(tmp_path):
-    vc = _val_curve_tool()
+    vc = _runner_module('val_curve')
 
     def scalars(run, stamp, records):
         d = tmp_path / run / stamp / 'vis_data'

@@ -20,9 +20,10 @@ TINY = osp.join(ROOT, 'configs', 'sera', 'sera_tiny_synthetic.py')
 VITB = osp.join(ROOT, 'configs', 'sera', 'sera_vitb_refcoco.py')
 
 
-def _load_tool():
-    path = osp.join(ROOT, 'tools', 'analysis', 'benchmark.py')
-    spec = importlib.util.spec_from_file_location('benchmark_tool', path)
+def _load_tool(name='benchmark'):
+    """A script of tools/analysis/ as a module (default: benchmark.py)."""
+    path = osp.join(ROOT, 'tools', 'analysis', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'{name}_tool', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -374,10 +375,7 @@ def _write_log(path, start, iters, step_s, logged):
 
 
 def test_train_speed_compares_two_runs_over_their_common_window(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        'train_speed', osp.join(ROOT, 'tools', 'analysis', 'train_speed.py'))
-    ts = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ts)
+    ts = _load_tool('train_speed')
     # a: 2 s per iteration from t=0; b: 1.5 s per iteration from t=100 s
     _write_log(tmp_path / 'a' / '20260101_100000' / 'x.log', 0,
                range(0, 601, 20), 2.0, 2.0)

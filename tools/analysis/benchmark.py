@@ -357,13 +357,14 @@ def cpu_kernels() -> str:
 
 
 def compare(args: argparse.Namespace, cfg_model: Dict[str, Any], size: int,
-            base: Dict[str, Any], out_dir: str, bm) -> Dict[str, Any]:
+            base: Dict[str, Any], out_dir: str, bm,
+            other=None) -> Dict[str, Any]:
     """``--compare-options`` / ``--compare-config``: time the config (a)
-    against the other (b) in alternation and write ``compare.md``."""
+    against the other (b, ``other``: the loaded ``--compare-config``) in
+    alternation and write ``compare.md``."""
     import torch
     from mmengine.config import Config
     if args.compare_config:
-        other = Config.fromfile(args.compare_config)
         b_name = args.compare_config
     else:
         other = Config.fromfile(args.config)
@@ -428,8 +429,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     if args.isolation == 'none':
         torch.set_num_threads(args.threads)
     cfgs = [cfg]
+    other = None
     if args.compare_config:
-        cfgs.append(Config.fromfile(args.compare_config))
+        other = Config.fromfile(args.compare_config)
+        cfgs.append(other)
     base = dict(device=device, threads=args.threads, amp=args.amp,
                 channels_last=args.channels_last, size=size,
                 runs=args.runs, warmup=args.warmup,
@@ -437,7 +440,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     bm.import_config_modules(base['imports'])
     if (args.compare_options or args.compare_config or args.compare_amp
             or args.compare_channels_last):
-        return compare(args, cfg_model, size, base, out_dir, bm)
+        return compare(args, cfg_model, size, base, out_dir, bm, other)
     if args.profile:
         torch.set_num_threads(args.threads)
         runner = bm.Runner(bm.build_subject(cfg_model, 'sera', device),
