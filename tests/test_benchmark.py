@@ -310,36 +310,43 @@ def test_compare_times_two_configs_in_alternation(tmp_path, monkeypatch):
     # warm-up a b, then pairs a b | b a | a b | b a
     a, b = channels, channels * 2
     assert order == [a, b, a, b, b, a, a, b, b, a]
+    assert set(res['first']) == {'a', 'b'} and min(res['first'].values()) > 0
     md = (out / 'compare.md').read_text()
     assert 'b / a, per pair' in md and f'channels={channels * 2}' in md
+    assert 'First call' in md
     with pytest.raises(ValueError, match='kind'):
         bm.measure_compare(dict(cfg_models={}, kind='nope', runs=1,
                                 warmup=0))
 
 
-def test_compare_amp_and_channels_last_change_only_b(tmp_path, monkeypatch):
-    """--compare-amp / --compare-channels-last: the same config in both
-    slots, b under autocast and in channels-last, a as configured."""
+def test_compare_amp_channels_last_compile_change_only_b(
+        tmp_path, monkeypatch):
+    """--compare-amp / --compare-channels-last / --compare-compile: the
+    same config in both slots, b under autocast, in channels-last and
+    compiled, a as configured (compiling itself is tested in
+    test_sera_adapter.py; the config key in test_tools.py)."""
     seen = []
     real_runner = bm.Runner
 
     class Recording(real_runner):
         def __init__(self, model, device='cpu', amp=False,
-                     channels_last=False):
+                     channels_last=False, compile=False):
             super().__init__(model, device, amp, channels_last)
-            seen.append((amp, channels_last))
+            seen.append((amp, channels_last, compile))
 
     monkeypatch.setattr(bm, 'Runner', Recording)
     tool = _load_tool()
     out = tmp_path / 'cmp'
     result = tool.main([
-        TINY, '--compare-amp', '--compare-channels-last', '--runs', '2',
-        '--warmup', '0', '--batch-size', '2', '--threads', '1',
-        '--isolation', 'none', '--input-size', '64', '--out-dir', str(out)])
-    assert seen == [(False, False), (True, True)]
+        TINY, '--compare-amp', '--compare-channels-last', '--compare-compile',
+        '--runs', '2', '--warmup', '0', '--batch-size', '2', '--threads',
+        '1', '--isolation', 'none', '--input-size', '64', '--out-dir',
+        str(out)])
+    assert seen == [(False, False, False), (True, True, True)]
     assert len(result['compare']['ratios']) == 2
+    assert result['compare']['first'] is None  # no warm-up call
     md = (out / 'compare.md').read_text()
-    assert '+ autocast + channels-last' in md
+    assert '+ autocast + channels-last + torch.compile' in md
 
 
 def test_project_config_modules_are_imported_for_the_benchmark():

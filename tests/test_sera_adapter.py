@@ -99,6 +99,34 @@ def test_boundary_filters_zero_on_constant_input():
     assert torch.allclose(sobel_y, torch.zeros_like(sobel_y))
 
 
+def test_boundary_expert_compiles_with_same_values_and_gradients():
+    """Under torch.compile the replicate padding takes another path (the
+    compiled replication_pad2d backward fails on grids viewed from
+    tokens); values and gradients equal eager mode's."""
+    expert = BoundaryExpert(D)
+    # a grid viewed from tokens (B, h*w, D), as the adapters make it
+    tokens = torch.randn(B, H * W, D)
+
+    def run(module):
+        x = tokens.clone().requires_grad_()
+        grid = x.transpose(1, 2).reshape(B, D, H, W)
+        out = module(grid)
+        out.square().sum().backward()
+        return out.detach(), x.grad, expert.mix.weight.grad.clone()
+
+    eager = run(expert)
+    expert.zero_grad()
+    torch._dynamo.reset()
+    compiled = run(torch.compile(expert))
+    for e, c in zip(eager, compiled):
+        torch.testing.assert_close(c, e, rtol=1e-5, atol=1e-5)
+    from sera_mm.models.adapters.experts import replicate_pad1
+    grid = torch.randn(B, D, H, W)
+    torch.testing.assert_close(
+        torch.compile(replicate_pad1)(grid),
+        torch.nn.functional.pad(grid, (1, 1, 1, 1), mode='replicate'))
+
+
 # ------------------------------------------------------- cross-attention
 def test_cross_attention_ignores_padded_words_and_all_pad_rows():
     attn = WordCrossAttention(D, CT, num_heads=4).eval()

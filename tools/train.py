@@ -9,6 +9,14 @@ Examples::
     python tools/train.py CONFIG --resume path/to/iter_2000.pth
     bash tools/dist_train.sh CONFIG 2                # torchrun, CPU or GPU
 
+``--compile``: the config key ``compile=True`` (a config may set
+``compile = dict(...)`` with ``torch.compile`` options instead): the
+segmentor's ``loss`` (forward of the training step) runs through
+``torch.compile``; backward and the optimizer step stay eager (mmengine's
+own handling of the key compiles the whole ``train_step``, which fails on
+its optimizer wrapper). Compiling takes minutes on a CPU; the README's
+performance section has what it gains.
+
 ``--amp``: with CUDA, mmengine's ``AmpOptimWrapper`` (fp16 with dynamic loss
 scaling); without CUDA, ``CPUAmpOptimWrapper`` (bfloat16 autocast, the only
 dtype CPU autocast supports; no loss scaling needed).
@@ -37,8 +45,10 @@ from sera_mm.engine import cleanup_distributed, setup_distributed
 from sera_mm.engine.final_evaluation import evaluate_splits
 from sera_mm.engine.optim_wrappers import use_summary_constructor
 from sera_mm.engine.launch_utils import (check_checkpoint_to_load,
+                                         compile_model_methods,
                                          enable_amp, load_config,
-                                         resolve_work_dir)
+                                         resolve_work_dir,
+                                         take_compile_options)
 from sera_mm.registry import RUNNERS
 from sera_mm.utils import register_all_modules
 from sera_mm.utils.cli import add_debug_argument, run_cli
@@ -59,6 +69,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--amp', action='store_true',
         help='mixed precision (fp16 on CUDA, bfloat16 autocast on CPU)')
+    parser.add_argument(
+        '--compile', action='store_true',
+        help='torch.compile the model\'s loss (the config key '
+        '"compile=True"); the first iterations compile')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, key=value (e.g. '
@@ -90,6 +104,9 @@ def main(argv=None) -> None:
     use_summary_constructor(cfg)
     if args.amp:
         enable_amp(cfg)
+    if args.compile:
+        cfg.compile = True
+    compile_options = take_compile_options(cfg)
     if args.resume == 'auto':
         cfg.resume = True  # the Runner finds the latest checkpoint
     elif args.resume is not None:
@@ -109,6 +126,12 @@ def main(argv=None) -> None:
         with config_errors(cfg, args.config):
             runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
                       RUNNERS.build(cfg))
+            if compile_options is not None:
+                compile_model_methods(runner.model, ('loss', ),
+                                      compile_options)
+                runner.logger.info('the model\'s loss is compiled '
+                                   '(torch.compile); the first iterations '
+                                   'compile')
             runner.train()
         splits = args.test_splits or cfg.get('final_test_splits')
         if splits:

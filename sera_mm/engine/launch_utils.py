@@ -3,7 +3,7 @@
 import ast
 import logging
 import os.path as osp
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import torch
 from mmengine.config import Config
@@ -126,6 +126,53 @@ def enable_amp(cfg: Config) -> str:
     return wrapper.type
 
 
+def take_compile_options(cfg: Config) -> Optional[dict]:
+    """Remove mmengine's ``compile`` key from ``cfg`` and return the
+    ``torch.compile`` options it asked for (``{}`` for ``True``, None when
+    absent or false).
+
+    mmengine compiles the whole ``train_step``, optimizer step included,
+    which ``torch.compile`` cannot trace through mmengine's optimizer
+    wrapper; :func:`compile_model_methods` compiles the model's loss
+    instead, so the key keeps its meaning.
+
+    Raises:
+        TypeError: ``compile`` is neither a bool nor a dict.
+    """
+    value = cfg.pop('compile', None)
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    raise TypeError('config key "compile" must be a bool or a dict of '
+                    f'torch.compile options, got {type(value).__name__}')
+
+
+def compile_model_methods(model: torch.nn.Module,
+                          names: Sequence[str] = ('loss', ),
+                          options: Optional[dict] = None) -> torch.nn.Module:
+    """Replace the methods ``names`` of ``model`` (the module inside a
+    distributed wrapper) by their ``torch.compile`` versions, in place.
+
+    Returns:
+        The module whose methods were compiled.
+
+    Raises:
+        AttributeError: the model has no method of one of those names.
+    """
+    from mmengine.model import is_model_wrapper
+    inner = model.module if is_model_wrapper(model) else model
+    for name in names:
+        method = getattr(inner, name, None)
+        if not callable(method):
+            raise AttributeError(f'{type(inner).__name__} has no method '
+                                 f'{name!r} to compile')
+        setattr(inner, name, torch.compile(method, **(options or {})))
+    return inner
+
+
 def enable_visualization(cfg: Config, show_dir: str,
                          interval: int = 1) -> None:
     """Make the test run draw its predictions into ``show_dir``
@@ -224,6 +271,7 @@ def adopt_checkpoint_seed(cfg: Config, checkpoint: dict) -> Optional[int]:
 
 __all__ = [
     'load_config', 'resolve_work_dir', 'enable_amp', 'enable_visualization',
+    'take_compile_options', 'compile_model_methods',
     'add_custom_hook', 'adopt_checkpoint_seed', 'checkpoint_to_load',
     'check_checkpoint_to_load'
 ]

@@ -11,7 +11,8 @@
     python tools/analysis/benchmark.py CONFIG --profile [--profile-ops N]
     python tools/analysis/benchmark.py CONFIG --memory-steps N
     python tools/analysis/benchmark.py CONFIG (--compare-options K=V ... |
-        --compare-config OTHER | --compare-amp | --compare-channels-last)
+        --compare-config OTHER | --compare-amp | --compare-channels-last |
+        --compare-compile)
         [--compare-kind train|infer] [--compare-vary]
 
 The model is built with random weights of the configured geometry. The same
@@ -148,6 +149,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--compare-channels-last', action='store_true',
                         help='only compare the config (a) with itself in '
                         'channels-last memory format (b)')
+    parser.add_argument('--compare-compile', action='store_true',
+                        help='only compare the config (a) with itself '
+                        'under torch.compile (b; the first call compiles '
+                        'and is reported apart)')
     parser.add_argument('--no-paired', action='store_true',
                         help='skip the interleaved latency comparison')
     parser.add_argument('--no-flops', action='store_true',
@@ -342,7 +347,13 @@ def format_compare(result: Dict[str, Any], a_name: str, b_name: str,
     lines.append(f'| b / a, per pair | {min(r):.3f} | '
                  f'{result["ratio"]:.3f} | {max(r):.3f} |')
     lines += ['', f'{len(r)} pairs; which model runs first alternates '
-              'between pairs. A ratio below 1: b is faster.', '']
+              'between pairs. A ratio below 1: b is faster.']
+    first = result.get('first')
+    if first:
+        lines.append('First call (before the pairs; includes compiling '
+                     f'where b compiles): a {first["a"]:.1f} s, b '
+                     f'{first["b"]:.1f} s.')
+    lines.append('')
     return '\n'.join(lines)
 
 
@@ -381,9 +392,11 @@ def compare(args: argparse.Namespace, cfg_model: Dict[str, Any], size: int,
         b_name += ' + autocast'
     if b_cl != base['channels_last']:
         b_name += ' + channels-last'
+    if args.compare_compile:
+        b_name += ' + torch.compile'
     spec = dict(base, kind=args.compare_kind, train_batch=args.batch_size,
                 latency_batch=1, vary=args.compare_vary, b_amp=b_amp,
-                b_channels_last=b_cl,
+                b_channels_last=b_cl, b_compile=args.compare_compile,
                 cfg_models=dict(a=cfg_model, b=bm.set_input_size(
                     other.model.to_dict(), size)))
     fn = bm.measure_compare
@@ -439,7 +452,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 imports=bm.config_imports(*cfgs))
     bm.import_config_modules(base['imports'])
     if (args.compare_options or args.compare_config or args.compare_amp
-            or args.compare_channels_last):
+            or args.compare_channels_last or args.compare_compile):
         return compare(args, cfg_model, size, base, out_dir, bm, other)
     if args.profile:
         torch.set_num_threads(args.threads)

@@ -282,21 +282,30 @@ class Runner:
         device: torch device string.
         amp: autocast (bfloat16 on CPU, float16 on CUDA).
         channels_last: model and inputs in channels_last.
+        compile: run the segmentor's ``loss`` / ``predict`` (the bare
+            encoders' ``forward``) through ``torch.compile`` (default
+            options); the first call compiles.
     """
 
     def __init__(self,
                  model: nn.Module,
                  device: str = 'cpu',
                  amp: bool = False,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False,
+                 compile: bool = False) -> None:
         self.model = model
         self.device = device
         self.device_type = torch.device(device).type
         self.amp = amp
         self.channels_last = channels_last
+        self.compile = compile
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.bare = isinstance(model, BareEncoders)
+        if compile:
+            from sera_mm.engine.launch_utils import compile_model_methods
+            compile_model_methods(
+                model, ('forward', ) if self.bare else ('loss', 'predict'))
 
     def autocast(self):
         if not self.amp:
@@ -717,14 +726,17 @@ def measure_compare(spec: Dict[str, Any]) -> Dict[str, Any]:
     (``'train'``: forward loss + backward + AdamW at ``train_batch``;
     ``'infer'``: inference at ``latency_batch``), ``size``, ``runs``,
     ``warmup``, ``device``, ``threads``, ``amp``, ``channels_last``
-    (``b_amp`` / ``b_channels_last``: b's own, default a's); with
+    (``b_amp`` / ``b_channels_last`` / ``b_compile``: b's own, default
+    a's; ``compile`` defaults to False); with
     ``vary`` every training step uses a new batch (so per-image caches see
     real traffic) instead of one batch repeated.
 
     Returns:
         ``a`` and ``b`` (``min``/``median``/``max`` seconds), ``ratios``
-        (b / a per pair; which runs first alternates between pairs) and
-        ``ratio`` (their median: below 1 means b is faster).
+        (b / a per pair; which runs first alternates between pairs),
+        ``ratio`` (their median: below 1 means b is faster) and ``first``
+        (seconds of each model's first call, which includes compiling;
+        needs ``warmup`` >= 1, else None).
 
     Raises:
         ValueError: bad ``runs``/``warmup`` or an unknown ``kind``, or a
@@ -737,8 +749,11 @@ def measure_compare(spec: Dict[str, Any]) -> Dict[str, Any]:
         raise ValueError(f"kind must be 'train' or 'infer', got {kind!r}")
     device = _setup_process(spec)
     amp, cl = bool(spec.get('amp')), bool(spec.get('channels_last'))
-    formats = dict(a=(amp, cl), b=(bool(spec.get('b_amp', amp)),
-                                   bool(spec.get('b_channels_last', cl))))
+    comp = bool(spec.get('compile'))
+    formats = dict(a=(amp, cl, comp),
+                   b=(bool(spec.get('b_amp', amp)),
+                      bool(spec.get('b_channels_last', cl)),
+                      bool(spec.get('b_compile', comp))))
     steps = {}
     for key in ('a', 'b'):
         runner = Runner(build_subject(spec['cfg_models'][key], 'sera',
@@ -752,9 +767,13 @@ def measure_compare(spec: Dict[str, Any]) -> Dict[str, Any]:
         else:
             steps[key] = runner.infer(int(spec.get('latency_batch', 1)),
                                       spec['size'])
-    for _ in range(warmup):
+    first: Optional[Dict[str, float]] = {} if warmup else None
+    for w in range(warmup):
         for key in ('a', 'b'):
+            t0 = time.perf_counter()
             steps[key]()
+            if w == 0:
+                first[key] = time.perf_counter() - t0
     times: Dict[str, List[float]] = {'a': [], 'b': []}
     for i in range(runs):
         for key in (('a', 'b') if i % 2 == 0 else ('b', 'a')):
@@ -763,7 +782,7 @@ def measure_compare(spec: Dict[str, Any]) -> Dict[str, Any]:
             times[key].append(time.perf_counter() - t0)
     ratios = [b / a for a, b in zip(times['a'], times['b'])]
     return dict(kind=kind, a=spread(times['a']), b=spread(times['b']),
-                ratios=ratios, ratio=statistics.median(ratios))
+                ratios=ratios, ratio=statistics.median(ratios), first=first)
 
 
 def run_isolated(fn: Callable[[Dict[str, Any]], Dict[str, Any]],

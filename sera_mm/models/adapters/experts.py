@@ -75,6 +75,22 @@ class ContextExpert(nn.Module):
         return self.pointwise(self.act(self.depthwise(x)))
 
 
+def replicate_pad1(x: Tensor) -> Tensor:
+    """Replicate-pad the last two dims by one: (B, C, h, w) -> (B, C, h+2,
+    w+2).
+
+    Eager mode uses ``F.pad(mode='replicate')``. Under ``torch.compile`` the
+    same values come from concatenating the edge rows and columns, because
+    inductor (torch 2.x on CPU) picks a wrong output layout for
+    ``replication_pad2d_backward`` on non-contiguous grids and the compiled
+    backward fails; the forward values are identical either way.
+    """
+    if not torch.compiler.is_compiling():
+        return F.pad(x, (1, 1, 1, 1), mode='replicate')
+    x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], dim=-2)
+    return torch.cat([x[..., :1], x, x[..., -1:]], dim=-1)
+
+
 def _edge_kernels() -> Tensor:
     """Sobel-x, Sobel-y and Laplacian 3x3 kernels, shape (3, 3, 3)."""
     sobel_x = torch.tensor([[-1., 0., 1.], [-2., 0., 2.], [-1., 0., 1.]])
@@ -109,7 +125,7 @@ class BoundaryExpert(nn.Module):
         """Fixed filter responses, (B, d, h, w) -> (B, 3d, h, w), ordered
         [sobel_x(c0), sobel_y(c0), laplacian(c0), sobel_x(c1), ...]."""
         _check_grid(x, self.channels, type(self).__name__)
-        padded = F.pad(x, (1, 1, 1, 1), mode='replicate')
+        padded = replicate_pad1(x)
         return F.conv2d(padded, self.edge_weight.to(x.dtype),
                         groups=self.channels)
 

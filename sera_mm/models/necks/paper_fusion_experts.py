@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from sera_mm.models.adapters.experts import _edge_kernels
+from sera_mm.models.adapters.experts import _edge_kernels, replicate_pad1
 from sera_mm.models.adapters.paper_experts import _activation
 from sera_mm.registry import MODELS
 from .fusion_experts import _check_grid, coord_maps
@@ -54,7 +54,7 @@ def _apply_filters(x: Tensor, weight: Tensor, channels: int,
     Returns (B, K, C, h, w): response of kernel k on channel c at [:, k, c].
     """
     b, _, h, w = x.shape
-    padded = F.pad(x, (1, 1, 1, 1), mode='replicate')
+    padded = replicate_pad1(x)
     out = F.conv2d(padded, weight.to(x.dtype), groups=channels)
     return out.reshape(b, channels, num_kernels, h, w).transpose(1, 2)
 
