@@ -286,3 +286,28 @@ def test_frozen_feature_cache_serves_identical_features():
     assert out.sentence.requires_grad and len(trainable._cache) == 0
     with pytest.raises(ValueError, match='cache_size'):
         enc.set_cache_size(-1)
+
+
+def test_text_path_stays_eager_under_torch_compile(clip_encoder):
+    """A compiled caller does not trace the tokenizer and the feature
+    cache: new expressions compile nothing new, and the features equal
+    eager mode's."""
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    def caller(texts):
+        return clip_encoder(texts).sentence * 2.0
+
+    torch._dynamo.reset()
+    compiled = torch.compile(caller, backend=counting_backend)
+    batches = (['the red circle', 'a dog'], ['the man on the left', 'cat'],
+               ['two blue squares at the top', 'the leftmost shape'])
+    for texts in batches:
+        torch.testing.assert_close(compiled(texts), caller(texts))
+    # the first call compiles the product after the encoder; later batches
+    # (other strings, other token ids) reuse it
+    assert len(graphs) == 1
+    torch._dynamo.reset()

@@ -99,8 +99,13 @@ class BaseTextEncoder(nn.Module):
         """True when no parameter of the encoder requires gradients."""
         return not any(p.requires_grad for p in self.parameters())
 
+    @torch.compiler.disable
     def forward(self, texts: Sequence[str]):
         """Encode a batch of expressions.
+
+        Runs eagerly under ``torch.compile``: strings, the tokenizer and the
+        feature cache are Python work that dynamo would otherwise trace
+        and guard on (a recompile for every new batch of token ids).
 
         Args:
             texts: B raw strings (non-empty).
