@@ -677,6 +677,12 @@ def test_train_compile_runs_the_loss_through_torch_compile(
     assert fn.__name__ == 'loss' and fn.__self__ is model and options == {}
     assert model.loss is compiled and compiled.count == 3
     assert 'compile' not in runner.cfg
+    # a config's own torch.compile options survive --compile
+    _train(str(tmp_path / 'compiled_options'),
+           _run_opts(synthetic_tiny_root) + ['train_cfg.max_iters=1',
+                                             'compile.mode=max-autotune'],
+           extra=['--compile'])
+    assert len(calls) == 2 and calls[1][1] == {'mode': 'max-autotune'}
 
 
 def test_compile_config_key_and_errors():

@@ -12,10 +12,11 @@ Examples::
 ``--compile``: the config key ``compile=True`` (a config may set
 ``compile = dict(...)`` with ``torch.compile`` options instead): the
 segmentor's ``loss`` (forward of the training step) runs through
-``torch.compile``; backward and the optimizer step stay eager (mmengine's
-own handling of the key compiles the whole ``train_step``, which fails on
-its optimizer wrapper). Compiling takes minutes on a CPU; the README's
-performance section has what it gains.
+``torch.compile``, backward through the compiled graphs' backward, and the
+optimizer step stays eager (mmengine's own handling of the key compiles
+the whole ``train_step``, which fails on its optimizer wrapper). The first
+iterations compile (tens of seconds on a CPU); the README's performance
+section has what it gains.
 
 ``--amp``: with CUDA, mmengine's ``AmpOptimWrapper`` (fp16 with dynamic loss
 scaling); without CUDA, ``CPUAmpOptimWrapper`` (bfloat16 autocast, the only
@@ -104,8 +105,8 @@ def main(argv=None) -> None:
     use_summary_constructor(cfg)
     if args.amp:
         enable_amp(cfg)
-    if args.compile:
-        cfg.compile = True
+    if args.compile and not cfg.get('compile'):
+        cfg.compile = True  # keeps a config's own torch.compile options
     compile_options = take_compile_options(cfg)
     if args.resume == 'auto':
         cfg.resume = True  # the Runner finds the latest checkpoint

@@ -298,7 +298,6 @@ class Runner:
         self.device_type = torch.device(device).type
         self.amp = amp
         self.channels_last = channels_last
-        self.compile = compile
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.bare = isinstance(model, BareEncoders)
