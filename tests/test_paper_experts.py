@@ -487,3 +487,19 @@ def test_paper_refcoco_config_loads():
     assert sched.type == 'MultiStepLR' and sched.gamma == 0.1
     assert sched.milestones == [35] and cfg.train_cfg.max_epochs == 50
     assert cfg.train_dataloader.dataset.split_by == 'unc'
+
+
+def test_adapter_boundary_expert_takes_norm_cfg():
+    from sera_mm.models.adapters.paper_experts import \
+        PaperAdapterBoundaryExpert
+    assert type(PaperAdapterBoundaryExpert(8).norm) is torch.nn.BatchNorm2d
+    sync = PaperAdapterBoundaryExpert(8, norm_cfg=dict(type='SyncBN'))
+    assert isinstance(sync.norm, torch.nn.SyncBatchNorm)
+    # mmengine's sync_bn='torch' conversion reaches it too
+    converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(
+        PaperAdapterBoundaryExpert(8))
+    assert isinstance(converted.norm, torch.nn.SyncBatchNorm)
+    gn = PaperAdapterBoundaryExpert(8, norm_cfg=dict(type='GN',
+                                                     num_groups=2))
+    assert isinstance(gn.norm, torch.nn.GroupNorm)
+    assert gn(torch.randn(2, 8, 5, 5)).shape == (2, 8, 5, 5)

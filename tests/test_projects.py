@@ -31,8 +31,10 @@ register_all_modules()
 
 CRIS = osp.join(ROOT, 'projects', 'cris_sera', 'configs')
 ETRIS = osp.join(ROOT, 'projects', 'etris_sera', 'configs')
+# the DETRIS project has its own tests (tests/test_detris_project.py)
 CONFIGS = sorted(
-    glob.glob(osp.join(ROOT, 'projects', '*', 'configs', '*.py')))
+    p for name in ('cris_sera', 'etris_sera')
+    for p in glob.glob(osp.join(ROOT, 'projects', name, 'configs', '*.py')))
 TINY = [p for p in CONFIGS if p.endswith('_tiny_synthetic.py')]
 VITB = [p for p in CONFIGS if '_vitb_' in osp.basename(p)]
 # (base config, swap config, path of the one entry that differs)

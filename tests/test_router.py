@@ -217,10 +217,45 @@ def test_z_loss_has_gradient_and_ignores_noise():
     assert router.fc_out.weight.grad.abs().sum() > 0
 
 
-def test_balance_loss_uses_pre_top_k_probabilities():
-    dense = ExpertRouter(D, CT, E)
+def test_balance_cv_scores_the_dispatched_usage_of_a_collapsed_router():
+    # every sample sends its top-2 to experts 0 and 1 while the
+    # probabilities stay nearly uniform
+    cv = ExpertRouter(D, CT, 4, top_k=2)
+    with torch.no_grad():
+        cv.fc_out.weight.zero_()
+        cv.fc_out.bias.copy_(torch.tensor([0.1, 0.1, 0.0, 0.0]))
+    old = ExpertRouter(D, CT, 4, top_k=2, balance='cv_probs')
+    old.load_state_dict(cv.state_dict())
+    visual, sentence = _inputs()
+    cv(visual, sentence)
+    old(visual, sentence)
+    # dispatched usage [0.5, 0.5, 0, 0]: CV^2 = 4 * 0.5 - 1 = 1
+    assert cv.balance_loss().item() == pytest.approx(1.0, abs=1e-5)
+    p = torch.softmax(torch.tensor([0.1, 0.1, 0.0, 0.0]), 0)
+    assert old.balance_loss().item() == pytest.approx(
+        float(4 * p.pow(2).sum() - 1), rel=1e-4)
+    assert old.balance_loss().item() < 0.01
+    # differentiable through the kept gates
+    with torch.no_grad():
+        cv.fc_out.weight.normal_(std=0.5)
+    cv(visual, sentence)
+    cv.balance_loss().backward()
+    assert cv.fc_out.weight.grad.abs().sum() > 0
+    # without top-k the gates are the probabilities: both forms agree
+    soft = ExpertRouter(D, CT, 4)
+    soft_old = ExpertRouter(D, CT, 4, balance='cv_probs')
+    _sharpen(soft)
+    soft_old.load_state_dict(soft.state_dict())
+    soft(visual, sentence)
+    soft_old(visual, sentence)
+    assert soft.balance_loss().item() == pytest.approx(
+        soft_old.balance_loss().item(), rel=1e-6)
+
+
+def test_balance_cv_probs_uses_pre_top_k_probabilities():
+    dense = ExpertRouter(D, CT, E, balance='cv_probs')
     _sharpen(dense)
-    top1 = ExpertRouter(D, CT, E, top_k=1)
+    top1 = ExpertRouter(D, CT, E, top_k=1, balance='cv_probs')
     top1.load_state_dict(dense.state_dict())
     visual, sentence = _inputs()
     dense(visual, sentence)

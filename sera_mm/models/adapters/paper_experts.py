@@ -13,8 +13,11 @@ Every module here maps (B, d, h, w) to the same shape. Short names for
 :func:`~sera_mm.models.adapters.experts.build_experts`: 'paper_spatial',
 'paper_boundary', 'paper_multiscale'.
 """
+from typing import Optional
+
 import torch
 import torch.nn as nn
+from mmcv.cnn import build_norm_layer
 from torch import Tensor
 
 from sera_mm.registry import MODELS
@@ -113,17 +116,29 @@ class PaperAdapterBoundaryExpert(nn.Module):
     top-k routing :func:`~sera_mm.models.routers.mixture.mix_experts` runs
     it on the routed samples only, so its statistics come from those.
 
+    Under DDP, BatchNorm keeps one set of running statistics per rank
+    (mmengine does not broadcast buffers by default): pass
+    ``norm_cfg=dict(type='SyncBN')``, or set ``sync_bn='torch'`` in the
+    config so that mmengine's runner converts every BatchNorm of the model
+    to SyncBatchNorm when it wraps it for distributed training.
+
     Args:
         channels: d, input and output channels.
         alpha: weight of the depthwise path (the paper's 0.1).
+        norm_cfg: mmcv norm config of BN (default ``dict(type='BN')``;
+            ``'SyncBN'`` for synchronised statistics, ``'GN'`` for none).
     """
 
-    def __init__(self, channels: int, alpha: float = 0.1) -> None:
+    def __init__(self,
+                 channels: int,
+                 alpha: float = 0.1,
+                 norm_cfg: Optional[dict] = None) -> None:
         super().__init__()
         self.channels = channels
         self.alpha = float(alpha)
         self.depthwise = _depthwise(channels, 3, bias=False)
-        self.norm = nn.BatchNorm2d(channels)
+        self.norm = build_norm_layer(dict(norm_cfg or dict(type='BN')),
+                                     channels)[1]
         self.act = nn.ReLU()
 
     def extra_repr(self) -> str:

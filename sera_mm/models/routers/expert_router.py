@@ -15,7 +15,7 @@ from torch import Tensor
 from sera_mm.registry import MODELS
 
 _MODES = ('learned', 'uniform')
-_BALANCE = ('cv', 'switch')
+_BALANCE = ('cv', 'cv_probs', 'switch')
 _CONDITIONS = ('text_visual', 'visual', 'text')
 _NOISE = (None, 'fixed', 'learned')
 _GATES = ('auto', 'prob', 'renorm')
@@ -33,15 +33,16 @@ class _Live:
         self.logits: Optional[Tensor] = None
         self.probs: Optional[Tensor] = None
         self.mask: Optional[Tensor] = None
+        self.gates: Optional[Tensor] = None
 
     def clear(self) -> None:
-        self.logits = self.probs = self.mask = None
+        self.logits = self.probs = self.mask = self.gates = None
 
     def __deepcopy__(self, memo: dict) -> '_Live':
         return _Live()
 
     def __getstate__(self) -> dict:
-        return {'logits': None, 'probs': None, 'mask': None}
+        return {'logits': None, 'probs': None, 'mask': None, 'gates': None}
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -99,10 +100,17 @@ class ExpertRouter(nn.Module):
     locations, importance ``P_e = mean_n p_ne`` and dispatch share ``f_e``
     (share of the N rows that selected expert e, divided by k):
 
-    - :meth:`balance_loss` ``'cv'``: squared coefficient of variation of
-      the importance (population variance), ``E * sum_e P_e^2 - 1``: 0 for
-      uniform usage, E - 1 for one expert taking all (the paper's
-      ``CV(usage)^2``);
+    - :meth:`balance_loss` ``'cv'``: the paper's ``CV(usage)^2``, the
+      squared coefficient of variation (population variance) of the
+      expert usage *as dispatched*: ``U_e = mean_n g_ne`` over the gates
+      the experts were mixed with (post-top-k, differentiable),
+      ``E * sum_e U_e^2 / (sum_e U_e)^2 - 1``: 0 for uniform usage, E - 1
+      for one expert taking all; a top-2 router that dispatches everything
+      to the same 2 of 4 experts scores 1. Without top-k the gates are the
+      probabilities and this equals ``'cv_probs'``;
+      ``'cv_probs'``: the same on the pre-top-k importance ``P_e`` (blind to
+      a top-k dispatch that collapses while the probabilities stay
+      spread: 0.04 in the example above);
       ``'switch'``: ``E * sum_e f_e * P_e - 1`` (Switch Transformer); the
       gradient flows through ``P_e``.
     - :meth:`z_loss` ``kind='mean_square'``: the paper's z-loss
@@ -126,7 +134,7 @@ class ExpertRouter(nn.Module):
         top_k: keep only the k largest weights (1 <= k <= E), or None.
         per_location: route every grid location separately.
         mode: 'learned' or 'uniform'.
-        balance: 'cv' or 'switch' (see above).
+        balance: 'cv', 'cv_probs' or 'switch' (see above).
         condition: 'text_visual', 'visual' or 'text'.
         noise: None, 'fixed' or 'learned' (training only).
         noise_std: scale of the noise.
@@ -353,6 +361,7 @@ class ExpertRouter(nn.Module):
         weights = probs
         if self.top_k is not None and self.top_k < e:
             weights = self._gates(probs, noisy32)
+        self._live.gates = weights
         weights = weights.to(visual.dtype)
         per_location = weights.dim() == 4
         self.last_weights = (probs.mean(dim=(2, 3)) if per_location else
@@ -377,8 +386,13 @@ class ExpertRouter(nn.Module):
         e = self.num_experts
         flat = _flat(probs)
         importance = flat.mean(dim=0)  # (E,), sums to 1
-        if self.balance == 'cv':
+        if self.balance == 'cv_probs':
             return e * importance.pow(2).sum() - 1.0
+        if self.balance == 'cv':
+            gates = self._live.gates
+            usage = _flat(gates if gates is not None else probs).mean(0)
+            total = usage.sum().clamp_min(1e-12)
+            return e * usage.pow(2).sum() / total.pow(2) - 1.0
         if self._live.mask is not None:
             chosen = _flat(self._live.mask)
             dispatch = chosen.mean(0) / float(self.top_k)
