@@ -303,6 +303,11 @@ def test_detris_config_is_detris_b_recipe():
     assert cfg.sync_bn == 'torch'
     assert not any(t['type'] == 'PhotoMetricDistortion'
                    for t in cfg.train_dataloader.dataset.pipeline)
+    # DETRIS pads the letterbox with CLIP's mean colour (0 once normalised)
+    box = [t for t in cfg.train_dataloader.dataset.pipeline
+           if t['type'] == 'Letterbox'][0]
+    assert [round(v) for v in box['pad_val'][::-1]] == [
+        round(v) for v in cfg.data_preprocessor['mean']]
     umd = Config.fromfile(osp.join(CFG, 'detris_dinov2-b_refcocog-umd.py'))
     assert umd.model.text_encoder.encoder.max_length == 22
     assert umd.test_dataloader.dataset.split_by == 'umd'

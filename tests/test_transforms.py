@@ -161,3 +161,16 @@ def test_load_image_modes_and_given_image(tmp_path):
     with pytest.raises(ValueError, match='ref_id 4'):
         LoadReferMask()(dict(given, height=6, width=6, ref_id=4,
                              segmentation=[[0, 0, 3, 0, 3, 2, 0, 2]]))
+
+
+def test_letterbox_pads_with_a_colour_per_channel():
+    from sera_mm.datasets.transforms.letterbox import Letterbox
+    t = Letterbox(size=16, pad_val=[104.0, 117.0, 123.0])
+    out = t(dict(img=np.zeros((8, 4, 3), np.uint8)))
+    assert out['img'].shape == (16, 16, 3)
+    assert out['img'][0, 0].tolist() == [0, 0, 0]
+    assert out['img'][15, 15].tolist() == [104, 117, 123]
+    with pytest.raises(ValueError, match='pad_val'):
+        Letterbox(size=16, pad_val=[1.0, 2.0])
+    with pytest.raises(ValueError, match='pad_val'):
+        Letterbox(size=16, pad_val='mean')

@@ -1,3 +1,10 @@
+# NOT the SERA paper's model: the paper's experts inside SERA-MM's own model.
+# The paper's model as the paper builds it (DETRIS-B + SERA-Adapter +
+# SERA-Fusion, with its DETRIS baseline) is
+# projects/detris_sera/configs/sera-paper_dinov2-b_refcoco.py. Here the
+# paper's adapter sits after the blocks (width 64) and its fusion experts
+# run per level of SERA-MM's neck, followed by SERA-MM's sentence FiLM,
+# word cross-attention and concat fusion (README, Routing).
 # The SERA paper's own expert design (arXiv 2603.12538) with DINOv2-B/14
 # (registers) + CLIP text on RefCOCO (unc), input 448 (a 32x32 grid): the
 # encoders, adapter positions, PET rule, neck width, head and data of

@@ -1,4 +1,6 @@
-# Ablation row "paper": the SERA paper's own expert design (arXiv
+# Ablation row "paper": NOT the paper's model (that is DETRIS-based, see
+# projects/detris_sera), but the paper's experts inside SERA-MM's model.
+# The SERA paper's own expert design (arXiv
 # 2603.12538) in place of SERA-MM's, on the main synthetic job (same
 # MobileNetV2 + MiniLM encoders, schedule, seed and data). The backbone
 # adapters are SERAPaperAdapter (G_rich + routed spatial/boundary experts

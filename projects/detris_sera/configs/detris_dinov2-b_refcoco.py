@@ -107,15 +107,18 @@ model = dict(
     test_cfg=dict(mode='whole'))
 # every BatchNorm becomes SyncBatchNorm under distributed training
 sync_bn = 'torch'
+# letterbox padding with CLIP's mean colour (BGR, as loaded): 0 after
+# normalisation, as DETRIS pads
+pad_bgr = clip_mean[::-1]
 train_pipeline = [
     dict(type='LoadReferImage'),
     dict(type='LoadReferMask'),
-    dict(type='Letterbox', size=img_size),
+    dict(type='Letterbox', size=img_size, pad_val=pad_bgr),
     dict(type='PackReferInputs')
 ]
 test_pipeline = [
     dict(type='LoadReferImage'),
-    dict(type='Letterbox', size=img_size),
+    dict(type='Letterbox', size=img_size, pad_val=pad_bgr),
     dict(type='LoadReferMask'),
     dict(type='PackReferInputs')
 ]

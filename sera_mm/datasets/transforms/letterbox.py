@@ -28,19 +28,30 @@ class Letterbox(BaseTransform):
 
     Args:
         size: side of the square output.
-        pad_val: image padding value.
+        pad_val: image padding value: a number, or one value per channel
+            in the loaded image's channel order (BGR), e.g. a mean colour
+            that normalises to 0 (as CRIS-family code pads).
         seg_pad_val: mask padding value.
         interpolation: image interpolation (mmcv name).
     """
 
     def __init__(self,
                  size: int = 416,
-                 pad_val: Union[int, float] = 0,
+                 pad_val: Union[int, float, Sequence[float]] = 0,
                  seg_pad_val: int = 0,
                  interpolation: str = 'bilinear') -> None:
         if not isinstance(size, int) or size < 8:
             raise ValueError(f'size must be an int >= 8, got {size!r}')
         self.size = size
+        if isinstance(pad_val, (list, tuple)):
+            if len(pad_val) != 3 or not all(
+                    isinstance(v, (int, float)) for v in pad_val):
+                raise ValueError(f'pad_val must be a number or 3 numbers '
+                                 f'(one per channel), got {pad_val!r}')
+            pad_val = tuple(float(v) for v in pad_val)
+        elif not isinstance(pad_val, (int, float)):
+            raise ValueError(f'pad_val must be a number or 3 numbers (one '
+                             f'per channel), got {pad_val!r}')
         self.pad_val = pad_val
         self.seg_pad_val = seg_pad_val
         self.interpolation = interpolation
