@@ -740,3 +740,58 @@ def test_published_checkpoints_segment_unseen_scenes(
         f'visualizer.name=published_{osp.splitext(checkpoint)[0]}'])
     assert (root / '.complete').is_file()
     assert float(metrics['mIoU']) >= least, metrics
+
+
+# --------------------------------------------------------------------------
+# recipes: seed record, --auto-scale-lr, evaluation of the best checkpoint
+# --------------------------------------------------------------------------
+def test_train_records_the_seed_and_batch(trained):
+    with open(osp.join(trained.work_dir, 'run_record.json')) as f:
+        record = json.load(f)
+    assert record['seed'] == trained.runner.seed == 0
+    assert record['world_size'] == 1
+    assert record['total_batch'] == record['batch_per_process'] == 2
+    assert record['auto_scale_lr'] is False
+
+
+def test_train_auto_scale_lr_scales_by_the_total_batch(synthetic_tiny_root,
+                                                       tmp_path):
+    work_dir = str(tmp_path / 'scaled')
+    _train(work_dir, _run_opts(synthetic_tiny_root) + [
+        'auto_scale_lr.base_batch_size=8', 'train_cfg.max_iters=2',
+        'train_cfg.val_interval=100'
+    ], extra=['--auto-scale-lr'])
+    lrs = {it: r['lr'] for it, r in _scalars(work_dir).items()}
+    # tiny config: AdamW lr 1e-3, batch 2 on one process -> 1e-3 * 2 / 8
+    assert lrs and all(v == pytest.approx(2.5e-4) for v in lrs.values())
+    with open(osp.join(work_dir, 'run_record.json')) as f:
+        assert json.load(f)['auto_scale_lr'] is True
+    with pytest.raises(ValueError, match='base_batch_size'):
+        train_tool.main([TINY_CFG, '--work-dir', str(tmp_path / 'x'),
+                         '--auto-scale-lr', '--cfg-options',
+                         *_run_opts(synthetic_tiny_root)])
+
+
+def test_final_evaluation_uses_the_best_checkpoint(synthetic_tiny_root,
+                                                   tmp_path):
+    work_dir = str(tmp_path / 'best')
+    _train(work_dir, _run_opts(synthetic_tiny_root) + [
+        'default_hooks.checkpoint.save_best=mIoU',
+        'default_hooks.checkpoint.rule=greater',
+        'default_hooks.checkpoint.interval=2', 'train_cfg.val_interval=2'
+    ], extra=['--test-splits', 'val'])
+    with open(osp.join(work_dir, 'final_metrics.json')) as f:
+        metrics = json.load(f)
+    assert metrics['weights']['weights'] == 'best'
+    best = metrics['weights']['checkpoint']
+    assert osp.basename(best).startswith('best_mIoU') and osp.isfile(best)
+    assert 'mIoU' in metrics['val']
+    with open(osp.join(work_dir, 'final_metrics.md')) as f:
+        assert f.readline().startswith('Weights evaluated: best')
+
+
+def test_final_evaluation_says_when_it_uses_the_last_weights(trained,
+                                                             tmp_path):
+    from sera_mm.engine.launch_utils import load_best_checkpoint
+    assert load_best_checkpoint(trained.runner) == dict(weights='last',
+                                                        checkpoint=None)

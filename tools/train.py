@@ -47,9 +47,11 @@ from sera_mm.engine.final_evaluation import evaluate_splits
 from sera_mm.engine.optim_wrappers import use_summary_constructor
 from sera_mm.engine.launch_utils import (check_checkpoint_to_load,
                                          compile_model_methods,
-                                         enable_amp, load_config,
+                                         enable_amp, enable_auto_scale_lr,
+                                         load_best_checkpoint, load_config,
                                          resolve_work_dir,
-                                         take_compile_options)
+                                         take_compile_options,
+                                         write_run_record)
 from sera_mm.registry import RUNNERS
 from sera_mm.utils import register_all_modules
 from sera_mm.utils.cli import add_debug_argument, run_cli
@@ -87,6 +89,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='after training, evaluate these splits of the test dataset '
         '(e.g. val testA testB) and write <work_dir>/final_metrics.md/.json;'
         ' default: the config\'s final_test_splits, if any')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the learning rate linearly with the total batch (GPUs x '
+        'images per GPU) against the config\'s auto_scale_lr.'
+        'base_batch_size, the batch its recipe was set for')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     add_debug_argument(parser)
     args = parser.parse_args(argv)
@@ -108,6 +115,8 @@ def main(argv=None) -> None:
     if args.compile and not cfg.get('compile'):
         cfg.compile = True  # keeps a config's own torch.compile options
     compile_options = take_compile_options(cfg)
+    if args.auto_scale_lr:
+        enable_auto_scale_lr(cfg, args.config)
     if args.resume == 'auto':
         cfg.resume = True  # the Runner finds the latest checkpoint
     elif args.resume is not None:
@@ -133,10 +142,14 @@ def main(argv=None) -> None:
                 runner.logger.info('the model\'s loss is compiled '
                                    '(torch.compile); the first iterations '
                                    'compile')
+            write_run_record(runner)
             runner.train()
         splits = args.test_splits or cfg.get('final_test_splits')
         if splits:
-            evaluate_splits(runner, splits)
+            # the best checkpoint when the config keeps one, else the
+            # weights training ended with; the metrics file says which
+            weights = load_best_checkpoint(runner)
+            evaluate_splits(runner, splits, weights=weights)
         finished = True
     finally:
         cleanup_distributed(barrier=finished)

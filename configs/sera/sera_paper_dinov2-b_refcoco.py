@@ -41,10 +41,13 @@ model = dict(
 # batch 16 in total = 8 images/GPU x 2 GPUs (tools/dist_train.sh ... 2);
 # on one GPU set train_dataloader.batch_size=16
 train_dataloader = dict(batch_size=8)
-# Adam (no weight decay), lr 1e-4; gradient clipping as in the base schedule
+# Adam (no weight decay), lr 1e-4, no gradient clipping (none reported)
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='Adam', lr=1e-4, betas=(0.9, 0.999),
-                   weight_decay=0.0))
+                   weight_decay=0.0),
+    clip_grad=None)
+# the boundary expert's BatchNorm is synchronised under DDP
+sync_bn = 'torch'
 # the base schedule's 50 epochs; x0.1 from epoch 35 (70 %)
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=50, milestones=[35],

@@ -6,7 +6,7 @@ _base_ = [
     '../_base_/models/sera_vitb16_clip.py',
     '../_base_/datasets/grefcoco_unc.py',
     '../_base_/default_runtime.py',
-    '../_base_/schedules/schedule_50e_refcoco.py'
+    '../_base_/schedules/schedule_sera_50e_refcoco.py'
 ]
 model = dict(
     decode_head=dict(loss_decode=[

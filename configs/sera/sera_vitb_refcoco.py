@@ -7,7 +7,7 @@ _base_ = [
     '../_base_/models/sera_vitb16_clip.py',
     '../_base_/datasets/refcoco_unc.py',
     '../_base_/default_runtime.py',
-    '../_base_/schedules/schedule_50e_refcoco.py'
+    '../_base_/schedules/schedule_sera_50e_refcoco.py'
 ]
 train_dataloader = dict(batch_size=8)
 default_hooks = dict(

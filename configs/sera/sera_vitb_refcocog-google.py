@@ -4,7 +4,7 @@ _base_ = [
     '../_base_/models/sera_vitb16_clip.py',
     '../_base_/datasets/refcocog_google.py',
     '../_base_/default_runtime.py',
-    '../_base_/schedules/schedule_50e_refcoco.py'
+    '../_base_/schedules/schedule_sera_50e_refcoco.py'
 ]
 # RefCOCOg expressions are longer than RefCOCO's: 22 CLIP tokens (SOT and
 # EOT included), as CRIS uses, instead of the base model's 17

@@ -9,7 +9,7 @@ test loop, dataloader and evaluator are left as configured.
 import copy
 import json
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
@@ -97,7 +97,8 @@ def _split_loop_cfg(loop_cfg: Optional[dict], dataloader: dict,
 
 
 def evaluate_splits(runner, splits: Sequence[str],
-                    out_name: str = 'final_metrics') -> Dict[str, dict]:
+                    out_name: str = 'final_metrics',
+                    weights: Optional[dict] = None) -> Dict[str, dict]:
     """Run a test loop of ``runner`` once per split and write
     ``<work_dir>/<out_name>.md`` and ``.json`` (all metrics per split).
 
@@ -112,6 +113,9 @@ def evaluate_splits(runner, splits: Sequence[str],
             only the dataset's ``split`` changes).
         splits: e.g. ``('val', 'testA', 'testB')``.
         out_name: file name stem of the table.
+        weights: which weights are evaluated, e.g. ``{'weights': 'best',
+            'checkpoint': path}``; recorded under the key ``'weights'`` of
+            the JSON file and as a line of the Markdown file.
 
     Returns:
         ``{split: metrics}``.
@@ -157,9 +161,16 @@ def evaluate_splits(runner, splits: Sequence[str],
         table = metrics_table(results)
         print_log('final metrics (percent):\n' + table, logger='current')
         base = osp.join(runner.work_dir, out_name)
+        record: Dict[str, Any] = dict(results)
+        if weights is not None:
+            record['weights'] = dict(weights)
+            where = weights.get('checkpoint')
+            table = (f'Weights evaluated: {weights.get("weights")}'
+                     + (f' ({osp.basename(where)})' if where else '')
+                     + '\n\n' + table)
         atomic_write_bytes(table.encode(), base + '.md')
         atomic_write_bytes(
-            json.dumps(results, indent=2, sort_keys=True).encode(),
+            json.dumps(record, indent=2, sort_keys=True).encode(),
             base + '.json')
     return results
 

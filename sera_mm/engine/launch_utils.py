@@ -269,7 +269,79 @@ def adopt_checkpoint_seed(cfg: Config, checkpoint: dict) -> Optional[int]:
     return int(seed)
 
 
+def enable_auto_scale_lr(cfg: Config, config_path: str = 'the config'
+                         ) -> None:
+    """Turn on mmengine's linear learning-rate scaling (mmseg's
+    ``--auto-scale-lr``): the Runner multiplies every learning rate by
+    ``total batch / auto_scale_lr.base_batch_size``, the total batch being
+    the number of processes times ``train_dataloader.batch_size``.
+
+    Raises:
+        ValueError: the config has no ``auto_scale_lr.base_batch_size``
+            (the batch its recipe was set for).
+    """
+    scale = cfg.get('auto_scale_lr')
+    if not scale or not scale.get('base_batch_size'):
+        raise ValueError(
+            f'--auto-scale-lr needs auto_scale_lr = dict(base_batch_size=N)'
+            f' in {config_path}: the total batch its learning rate was set '
+            f'for')
+    scale['enable'] = True
+
+
+def write_run_record(runner, filename: str = 'run_record.json') -> str:
+    """Write the seed the runner actually used (its configured seed, or
+    the one it drew), the process count and the total batch to
+    ``<work_dir>/<filename>`` (main process only); returns the path."""
+    from mmengine.dist import get_world_size, is_main_process
+
+    from sera_mm.utils.file_io import atomic_write_json
+    path = osp.join(runner.work_dir, filename)
+    if not is_main_process():
+        return path
+    randomness = dict(runner.cfg.get('randomness') or {})
+    loader = runner.cfg.get('train_dataloader') or {}
+    world = get_world_size()
+    per_gpu = loader.get('batch_size')
+    scale = runner.cfg.get('auto_scale_lr') or {}
+    atomic_write_json(
+        dict(seed=runner.seed,
+             deterministic=bool(randomness.get('deterministic', False)),
+             diff_rank_seed=bool(randomness.get('diff_rank_seed', False)),
+             world_size=world,
+             batch_per_process=per_gpu,
+             total_batch=None if per_gpu is None else world * per_gpu,
+             auto_scale_lr=bool(scale.get('enable', False)),
+             base_batch_size=scale.get('base_batch_size')), path)
+    return path
+
+
+def load_best_checkpoint(runner) -> dict:
+    """Load the best checkpoint a ``CheckpointHook`` with ``save_best``
+    kept during training into ``runner.model``, for the final evaluation.
+
+    Returns:
+        ``{'weights': 'best', 'checkpoint': path}`` after loading it, or
+        ``{'weights': 'last', 'checkpoint': None}`` (no best checkpoint
+        kept: the weights training ended with are evaluated).
+    """
+    from .pet_checkpoint import load_checkpoint_any
+    best = None
+    for hook in runner.hooks:
+        path = getattr(hook, 'best_ckpt_path', None)
+        if path:
+            best = str(path)
+            break
+    if best is None or not osp.isfile(best):
+        return dict(weights='last', checkpoint=None)
+    load_checkpoint_any(runner.model, best)
+    print_log(f'final evaluation with the best checkpoint {best}',
+              logger='current')
+    return dict(weights='best', checkpoint=best)
+
+
 __all__ = [
+    'enable_auto_scale_lr', 'write_run_record', 'load_best_checkpoint',
     'load_config', 'resolve_work_dir', 'enable_amp', 'enable_visualization',
     'take_compile_options', 'compile_model_methods',
     'add_custom_hook', 'adopt_checkpoint_seed', 'checkpoint_to_load',

@@ -9,12 +9,16 @@
 # - SERAHead: a vision-language transformer decoder (3 layers, 8 heads,
 #   FFN 2048) and a projector whose 3x3 kernel is generated from the
 #   sentence feature: CRIS's decoder and text-to-pixel projector design;
-# - no adapters and no expert routers.
+# - no adapters and no expert routers;
+# - CRIS's recipe (schedule_cris_50e_refcoco.py: Adam 1e-4, no weight
+#   decay, no clipping, SyncBN): BatchNorm in the neck and projector,
+#   converted to SyncBN under distributed training; total batch 64 =
+#   8 images/GPU x 8 GPUs (--auto-scale-lr on another GPU count).
 _base_ = [
     '../../../configs/_base_/models/sera_vitb16_clip.py',
     '../../../configs/_base_/datasets/refcoco_unc.py',
     '../../../configs/_base_/default_runtime.py',
-    '../../../configs/_base_/schedules/schedule_50e_refcoco.py'
+    '../../../configs/_base_/schedules/schedule_cris_50e_refcoco.py'
 ]
 custom_imports = dict(
     imports=['sera_mm', 'projects.cris_sera.cris_sera'],
@@ -29,10 +33,11 @@ model = dict(
         top_channels=1024,
         low_channels=256,
         sentence_act='relu',
-        norm='GN'),
+        norm='BN'),
     decode_head=dict(
-        channels=256, num_layers=3, num_heads=8, ffn_channels=2048,
-        dropout=0.1))
+        # decoder at the neck's width (vis_dim 512), projector at half
+        channels=512, proj_channels=256, num_layers=3, num_heads=8,
+        ffn_channels=2048, dropout=0.1, norm_cfg=dict(type='BN')))
 optim_wrapper = dict(
     paramwise_cfg=dict(
         custom_keys={

@@ -4,12 +4,15 @@
 # - an ETRISBridge (width 64, visual queries over the words) after every
 #   fourth block: blocks 3, 7, 11;
 # - CRIS's neck (CRISNeck) and decoder/projector (SERAHead), which ETRIS
-#   builds on.
+#   builds on, with BatchNorm (SyncBN under distributed training);
+# - ETRIS's recipe (schedule_etris_50e_refcoco.py: Adam 1e-4, no weight
+#   decay, no clipping); total batch 32 = 8 images/GPU x 4 GPUs
+#   (--auto-scale-lr on another GPU count).
 _base_ = [
     '../../../configs/_base_/models/sera_vitb16_clip.py',
     '../../../configs/_base_/datasets/refcoco_unc.py',
     '../../../configs/_base_/default_runtime.py',
-    '../../../configs/_base_/schedules/schedule_50e_refcoco.py'
+    '../../../configs/_base_/schedules/schedule_etris_50e_refcoco.py'
 ]
 custom_imports = dict(
     imports=[
@@ -32,10 +35,11 @@ model = dict(
         top_channels=1024,
         low_channels=256,
         sentence_act='relu',
-        norm='GN'),
+        norm='BN'),
     decode_head=dict(
-        channels=256, num_layers=3, num_heads=8, ffn_channels=2048,
-        dropout=0.1))
+        # decoder at the neck's width (vis_dim 512), projector at half
+        channels=512, proj_channels=256, num_layers=3, num_heads=8,
+        ffn_channels=512, dropout=0.1, norm_cfg=dict(type='BN')))
 train_dataloader = dict(batch_size=8)
 default_hooks = dict(
     logger=dict(interval=50),
