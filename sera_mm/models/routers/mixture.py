@@ -54,7 +54,7 @@ def mix_experts(experts: Sequence[nn.Module], x: Tensor,
             y = expert(x) * w
             out = y if out is None else out + y
         return out
-    out = None
+    parts = []
     idle = []
     for e, expert in enumerate(experts):
         idx = active[:, e].nonzero(as_tuple=True)[0]
@@ -64,9 +64,20 @@ def mix_experts(experts: Sequence[nn.Module], x: Tensor,
         y = expert(x.index_select(0, idx))
         w = weights.index_select(0, idx)[:, e]
         y = y * w.reshape((-1, ) + (1, ) * (y.dim() - 1)).to(y.dtype)
-        if out is None:
-            out = y.new_zeros((x.shape[0], ) + tuple(y.shape[1:]))
-        out = out.index_add(0, idx, y)
+        parts.append((idx, y))
+    out = None
+    if parts:
+        # experts may return different dtypes under autocast (one runs a
+        # float32-only op, another a float16 matmul): scatter into the
+        # promoted dtype, as the dense sum would
+        dtype = parts[0][1].dtype
+        for _, y in parts[1:]:
+            dtype = torch.promote_types(dtype, y.dtype)
+        out = parts[0][1].new_zeros((x.shape[0], ) +
+                                    tuple(parts[0][1].shape[1:]),
+                                    dtype=dtype)
+        for idx, y in parts:
+            out = out.index_add(0, idx, y.to(dtype))
     if out is None:  # every weight is zero: no expert ran
         raise ValueError('mix_experts: every routing weight is zero')
     if idle and torch.is_grad_enabled():
