@@ -415,3 +415,66 @@ def test_run_block_passes_the_masks_each_transformers_version_needs(with_cp):
                         (_DinoLayerV4(), tokens - 1)):
         out = BaseAdapterBackbone._run_block(owner, block, tokens)
         torch.testing.assert_close(out, want)
+
+
+def _meta_layout(hf_state):
+    """An HF DINOv2 state dict written in Meta's torch-hub layout (the names
+    of dinov2_vitb14_reg4_pretrain.pth), by hand."""
+    meta = {
+        'cls_token': hf_state['embeddings.cls_token'],
+        'pos_embed': hf_state['embeddings.position_embeddings'],
+        'mask_token': hf_state['embeddings.mask_token'],
+        'register_tokens': hf_state['embeddings.register_tokens'],
+        'patch_embed.proj.weight':
+        hf_state['embeddings.patch_embeddings.projection.weight'],
+        'patch_embed.proj.bias':
+        hf_state['embeddings.patch_embeddings.projection.bias'],
+        'norm.weight': hf_state['layernorm.weight'],
+        'norm.bias': hf_state['layernorm.bias'],
+    }
+    i = 0
+    while f'encoder.layer.{i}.norm1.weight' in hf_state:
+        src, dst = f'encoder.layer.{i}.', f'blocks.{i}.'
+        for part in ('norm1', 'norm2', 'mlp.fc1', 'mlp.fc2'):
+            for p in ('weight', 'bias'):
+                meta[f'{dst}{part}.{p}'] = hf_state[f'{src}{part}.{p}']
+        meta[f'{dst}ls1.gamma'] = hf_state[f'{src}layer_scale1.lambda1']
+        meta[f'{dst}ls2.gamma'] = hf_state[f'{src}layer_scale2.lambda1']
+        new5 = f'{src}attention.q_proj.weight' in hf_state
+        q, k, v, o = (('q_proj', 'k_proj', 'v_proj', 'o_proj') if new5 else
+                      ('attention.query', 'attention.key',
+                       'attention.value', 'output.dense'))
+        for p in ('weight', 'bias'):
+            meta[f'{dst}attn.qkv.{p}'] = torch.cat([
+                hf_state[f'{src}attention.{n}.{p}'] for n in (q, k, v)])
+            meta[f'{dst}attn.proj.{p}'] = hf_state[f'{src}attention.{o}.{p}']
+        i += 1
+    return meta
+
+
+def test_dinov2_loads_meta_checkpoints_with_the_same_features(tmp_path):
+    from sera_mm.models.backbones.dinov2 import DINOv2Backbone
+    cfg = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=1,
+               patch_size=8, image_size=32, num_register_tokens=4,
+               layer_norm_eps=1e-6)
+    torch.manual_seed(0)
+    ref = DINOv2Backbone(config=cfg, out_indices=(0, 1), adapter=None)
+    with torch.no_grad():  # non-trivial layer scales and tokens
+        for p in ref.encoder.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    hf_state = ref.encoder.state_dict()
+    path = str(tmp_path / 'dinov2_vitt8_reg4_pretrain.pth')
+    torch.save(_meta_layout(hf_state), path)
+    loaded = DINOv2Backbone(pretrained=path, out_indices=(0, 1),
+                            adapter=None)
+    assert loaded.num_register_tokens == 4
+    assert loaded.encoder.config.hidden_size == 64
+    assert loaded.encoder.config.num_attention_heads == 1  # 64-wide heads
+    ref.eval(), loaded.eval()
+    img = torch.randn(2, 3, 48, 40)  # position embeddings interpolated
+    for a, b in zip(ref(img), loaded(img)):
+        torch.testing.assert_close(a, b)
+    bad = str(tmp_path / 'other.pth')
+    torch.save({'weight': torch.zeros(2)}, bad)
+    with pytest.raises(ValueError, match="Meta's layout"):
+        DINOv2Backbone(pretrained=bad, adapter=None)

@@ -314,6 +314,13 @@ def test_detris_config_is_detris_b_recipe():
     google = Config.fromfile(
         osp.join(CFG, 'detris_dinov2-b_refcocog-google.py'))
     assert google.test_dataloader.dataset.split == 'val'
+    large = Config.fromfile(osp.join(CFG, 'detris_dinov2-l_refcoco.py'))
+    assert tuple(large.model.backbone.adapter_indices) == (2, 6, 10, 14, 18,
+                                                           22)
+    assert tuple(large.model.backbone.out_indices) == (8, 16, 23)
+    assert large.model.backbone.config.hidden_size == 1024
+    assert large.train_cfg.max_epochs == 50
+    assert large.param_scheduler[0].milestones == [35]
     plus = Config.fromfile(osp.join(CFG, 'detris_dinov2-b_refcoco+.py'))
     assert plus.train_dataloader.dataset.data_root == 'data/refcoco+'
 
@@ -471,7 +478,7 @@ def test_miniature_rows_build_and_step(key):
 
 def test_every_project_config_loads():
     paths = sorted(glob.glob(osp.join(CFG, '*.py')))
-    assert len(paths) == 12
+    assert len(paths) == 14
     for path in paths:
         cfg = Config.fromfile(path)
         assert 'projects.detris_sera.detris_sera' in \

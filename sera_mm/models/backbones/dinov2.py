@@ -17,12 +17,32 @@ def build_dinov2_model(pretrained: Optional[str],
 
     With ``pretrained`` the class follows the checkpoint's config
     (``model_type``); for random init a ``config`` with
-    ``num_register_tokens > 0`` builds the registers variant.
+    ``num_register_tokens > 0`` builds the registers variant. A ``.pth`` /
+    ``.pt`` file is one of Meta's DINOv2 checkpoints (torch-hub layout, e.g.
+    ``dinov2_vitb14_reg4_pretrain.pth`` as DETRIS uses): its architecture is
+    read from its tensors and it is converted to the HF layout
+    (:mod:`sera_mm.models.utils.meta_dinov2`).
     """
+    import os.path as osp
+
     import transformers
     from transformers import AutoConfig, Dinov2Config, Dinov2Model
     path = resolve_pretrained(pretrained)
     with_reg = getattr(transformers, 'Dinov2WithRegistersModel', None)
+    if path is not None and osp.isfile(path) and path.endswith(
+            ('.pth', '.pt')):
+        from sera_mm.models.utils.meta_dinov2 import (convert_meta_dinov2,
+                                                      load_meta_dinov2,
+                                                      meta_dinov2_config)
+        state = load_meta_dinov2(path)
+        cfg = meta_dinov2_config(state)
+        model = build_dinov2_model(None, cfg)
+        converted = convert_meta_dinov2(state, model.state_dict().keys())
+        missing, unexpected = model.load_state_dict(converted, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f'converting {path}: missing keys {missing}, '
+                               f'unexpected keys {unexpected}')
+        return model
     if path is None:
         cfg = dict(config or {})
         if cfg.get('num_register_tokens', 0) > 0:
