@@ -372,3 +372,56 @@ def test_final_metrics_table_counts_untyped_expressions():
     lines = table.strip().splitlines()
     assert len(lines) == 3
     assert lines[2].startswith('| val | all | 4 | 56.25 |')
+
+
+def _lavt_sample(logits, gt, sent_id):
+    return dict(sent_id=sent_id,
+                seg_logits=dict(data=torch.tensor(logits,
+                                                  dtype=torch.float32)[None]),
+                pred_sem_seg=dict(data=(torch.tensor(logits) > -0.619)
+                                  .long()[None]),  # p > 0.35
+                gt_sem_seg=dict(data=torch.tensor(gt)[None]))
+
+
+def test_lavt_protocol_on_hand_computed_values():
+    from sera_mm.evaluation.refer_metric import ReferMetric
+    # 2x2 masks, lavt_size 2: no resizing. Logit 0 is p = 0.5 (not
+    # foreground under LAVT's > 0.5); logit -0.5 is p = 0.38 (foreground
+    # at 0.35, background at 0.5).
+    a = _lavt_sample([[2.0, 2.0], [-0.5, -3.0]], [[1, 1], [1, 1]], 'a')
+    b = _lavt_sample([[2.0, 0.0], [-3.0, -3.0]], [[1, 1], [0, 0]], 'b')
+    lavt = ReferMetric(protocol='lavt', lavt_size=2, thresholds=(0.5, ))
+    lavt.process({}, [a, b])
+    m = lavt.compute_metrics(lavt.results)
+    # a: I 2, U 4 -> 0.5; b: I 1, U 2 -> 0.5
+    assert m['mIoU'] == pytest.approx(50.0)
+    assert m['oIoU'] == pytest.approx(3 / 6 * 100)
+    assert m['Prec@0.5'] == pytest.approx(100.0)  # IoU >= 0.5 counts
+    cris = ReferMetric(thresholds=(0.5, ))
+    cris.process({}, [a, b])
+    c = cris.compute_metrics(cris.results)
+    # a: I 3, U 4 -> 0.75 (p = 0.38 > 0.35); b: I 2 (logit 0 is p 0.5 >
+    # 0.35), U 2 -> 1.0
+    assert c['mIoU'] == pytest.approx((0.75 + 1.0) / 2 * 100)
+    assert c['oIoU'] == pytest.approx(5 / 6 * 100)
+    # strict: an IoU of exactly 0.5 does not count under the default
+    strict = ReferMetric(thresholds=(0.5, ))
+    strict.results = list(lavt.results)
+    assert strict.compute_metrics(strict.results)['Prec@0.5'] == 0.0
+
+
+def test_lavt_protocol_resizes_to_its_square():
+    from sera_mm.evaluation.refer_metric import ReferMetric
+    # a 2x4 image: the left half is the object; resized to 4x4 the
+    # prediction (left column only) covers half of it
+    logits = [[5.0, -5.0, -5.0, -5.0], [5.0, -5.0, -5.0, -5.0]]
+    gt = [[1, 1, 0, 0], [1, 1, 0, 0]]
+    metric = ReferMetric(protocol='lavt', lavt_size=4, thresholds=(0.5, ))
+    metric.process({}, [_lavt_sample(logits, gt, 's')])
+    inter, union = metric.results[0][:2]
+    assert (inter, union) == (4, 8)  # 4x4 square: 1 of 2 object columns
+    with pytest.raises(ValueError, match='protocol'):
+        ReferMetric(protocol='ris')
+    with pytest.raises(KeyError, match='seg_logits'):
+        metric.process({}, [dict(sent_id='x', gt_sem_seg=dict(
+            data=torch.zeros(1, 2, 2)))])

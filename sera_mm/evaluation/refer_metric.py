@@ -12,6 +12,11 @@ and union ``U`` counted. From those:
   *strictly* greater than X (an IoU of exactly 0.5 does not count for
   ``Prec@0.5``).
 
+That is the CRIS / ETRIS / DETRIS protocol (the default,
+``protocol='cris'``). ``protocol='lavt'`` follows LAVT instead: threshold
+0.5 on resized logits, the ground truth resized to the same square, and
+``Prec@X`` counting ``IoU >= X`` (see :class:`ReferMetric`).
+
 When the samples carry ``expr_type`` the same numbers are reported per type
 as ``<type>/mIoU``, ``<type>/oIoU``, ``<type>/Prec@0.5``, ... plus
 ``<type>/count``. Samples without a type only enter the overall numbers.
@@ -95,8 +100,10 @@ def _format(value: Any) -> str:
 
 
 def _summarise(ious: np.ndarray, inter: int, union: int,
-               thresholds: Sequence[float]) -> 'OrderedDict[str, float]':
-    """mIoU, oIoU and Prec@X (percent) of one group of samples."""
+               thresholds: Sequence[float],
+               inclusive: bool = False) -> 'OrderedDict[str, float]':
+    """mIoU, oIoU and Prec@X (percent) of one group of samples; Prec@X
+    counts ``IoU > X`` (``>= X`` when ``inclusive``)."""
     out: 'OrderedDict[str, float]' = OrderedDict()
     if ious.size == 0:
         out['mIoU'] = 0.0
@@ -107,7 +114,8 @@ def _summarise(ious: np.ndarray, inter: int, union: int,
     out['mIoU'] = float(ious.mean() * 100.0)
     out['oIoU'] = float(inter / union * 100.0) if union > 0 else 100.0
     for thr in thresholds:
-        out[f'Prec@{thr}'] = float((ious > thr).mean() * 100.0)
+        hit = ious >= thr if inclusive else ious > thr
+        out[f'Prec@{thr}'] = float(hit.mean() * 100.0)
     return out
 
 
@@ -132,6 +140,17 @@ class ReferMetric(BaseMetric):
             (one object per sample, then ``{"summary": {...}}``).
         collect_device: 'cpu' or 'gpu', where results are gathered.
         prefix: key prefix (default none, so keys are exactly ``mIoU`` ...).
+        protocol: ``'cris'`` (default; CRIS / ETRIS / DETRIS): the model's
+            binary prediction (its own threshold, 0.35 for SERA-MM's
+            heads) against the ground truth at the image's original
+            resolution, ``Prec@X`` strict (``IoU > X``). ``'lavt'`` (LAVT,
+            CARIS): the prediction is ``sigmoid(seg_logits) > 0.5`` (LAVT's
+            argmax over two classes) after the logits are resized
+            bilinearly to ``lavt_size`` x ``lavt_size`` and the ground
+            truth nearest to the same square (LAVT evaluates on its
+            480 x 480 resized inputs), and ``Prec@X`` counts ``IoU >= X``.
+            Needs ``seg_logits`` in the samples (the segmentor keeps them).
+        lavt_size: the square size of the ``'lavt'`` protocol (480).
     """
 
     default_prefix: Optional[str] = None
@@ -141,9 +160,19 @@ class ReferMetric(BaseMetric):
                  output_file: Optional[str] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
+                 protocol: str = 'cris',
+                 lavt_size: int = 480,
                  **kwargs) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix,
                          **kwargs)
+        if protocol not in ('cris', 'lavt'):
+            raise ValueError(f"protocol must be 'cris' or 'lavt', got "
+                             f'{protocol!r}')
+        if not isinstance(lavt_size, int) or lavt_size < 1:
+            raise ValueError(f'lavt_size must be a positive int, got '
+                             f'{lavt_size!r}')
+        self.protocol = protocol
+        self.lavt_size = lavt_size
         thresholds = tuple(float(t) for t in thresholds)
         if not thresholds or any(not 0.0 <= t < 1.0 for t in thresholds):
             raise ValueError('thresholds must be a non-empty sequence of '
@@ -164,7 +193,10 @@ class ReferMetric(BaseMetric):
             ValueError: prediction and ground truth shapes differ.
         """
         for sample in data_samples:
-            sent_id, pred, gt = read_mask_pair(sample, 'ReferMetric')
+            if self.protocol == 'lavt':
+                sent_id, pred, gt = read_lavt_pair(sample, self.lavt_size)
+            else:
+                sent_id, pred, gt = read_mask_pair(sample, 'ReferMetric')
             inter = int(np.count_nonzero(pred & gt))
             union = int(np.count_nonzero(pred | gt))
             expr_type = _get(sample, 'expr_type')
@@ -180,21 +212,24 @@ class ReferMetric(BaseMetric):
             print_log('ReferMetric: no sample was evaluated; every metric is '
                       'reported as 0.', logger='current',
                       level=logging.WARNING)
-            metrics = dict(_summarise(np.zeros(0), 0, 0, self.thresholds))
+            metrics = dict(_summarise(np.zeros(0), 0, 0, self.thresholds,
+                                      self.protocol == 'lavt'))
             metrics['count'] = 0
             return metrics
         inters = np.array([r[0] for r in results], dtype=np.int64)
         unions = np.array([r[1] for r in results], dtype=np.int64)
         ious = sample_ious(inters, unions)
+        inclusive = self.protocol == 'lavt'
         metrics: Dict[str, float] = dict(
             _summarise(ious, int(inters.sum()), int(unions.sum()),
-                       self.thresholds))
+                       self.thresholds, inclusive))
         rows = [('all', len(results), dict(metrics))]
         types = sorted({r[2] for r in results if r[2] is not None})
         for expr_type in types:
             sel = np.array([r[2] == expr_type for r in results])
             group = _summarise(ious[sel], int(inters[sel].sum()),
-                               int(unions[sel].sum()), self.thresholds)
+                               int(unions[sel].sum()), self.thresholds,
+                               inclusive)
             for key, value in group.items():
                 metrics[f'{expr_type}/{key}'] = value
             metrics[f'{expr_type}/count'] = int(sel.sum())
@@ -270,6 +305,34 @@ def read_mask_pair(sample: Any, metric: str
             f'{tuple(gt.shape)}; both must be at the original image '
             'resolution')
     return sent_id, pred, gt
+
+
+def read_lavt_pair(sample: Any, size: int
+                   ) -> Tuple[Any, np.ndarray, np.ndarray]:
+    """``(sent_id, pred, gt)`` under LAVT's protocol: ``seg_logits``
+    resized bilinearly to (size, size) and thresholded at probability 0.5,
+    the ground truth resized (nearest) to the same square.
+
+    Raises:
+        KeyError: ``seg_logits`` or ``gt_sem_seg`` is missing.
+    """
+    sent_id = _get(sample, 'sent_id')
+    logits = _mask_data(sample, 'seg_logits')
+    gt = _mask_data(sample, 'gt_sem_seg')
+    if logits is None or gt is None:
+        missing = 'seg_logits' if logits is None else 'gt_sem_seg'
+        raise KeyError(f'ReferMetric(protocol="lavt") needs "{missing}" '
+                       f'with "data" in sample sent_id={sent_id!r}')
+    logits = torch.as_tensor(
+        _to_numpy_2d(logits, 'seg_logits', sent_id).astype(np.float32))
+    gt = torch.as_tensor(
+        (_to_numpy_2d(gt, 'gt_sem_seg', sent_id) > 0).astype(np.float32))
+    logits = torch.nn.functional.interpolate(
+        logits[None, None], size=(size, size), mode='bilinear',
+        align_corners=False)[0, 0]
+    gt = torch.nn.functional.interpolate(
+        gt[None, None], size=(size, size), mode='nearest')[0, 0]
+    return sent_id, (logits > 0).numpy(), (gt > 0.5).numpy()
 
 
 def sample_ious(inters: np.ndarray, unions: np.ndarray) -> np.ndarray:
