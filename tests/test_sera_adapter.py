@@ -1,4 +1,6 @@
 """SERAAdapter, its grid experts and word cross-attention."""
+import os.path as osp
+
 import pytest
 import torch
 
@@ -99,10 +101,28 @@ def test_boundary_filters_zero_on_constant_input():
     assert torch.allclose(sobel_y, torch.zeros_like(sobel_y))
 
 
+def test_compile_check_names_a_torch_path_with_spaces():
+    from sera_mm.engine.launch_utils import check_compile_supported
+    with pytest.raises(RuntimeError, match='My Projects'):
+        check_compile_supported('/home/u/My Projects/.venv/lib/torch')
+    check_compile_supported('/home/u/projects/.venv/lib/torch')
+
+
 def test_boundary_expert_compiles_with_same_values_and_gradients():
     """Under torch.compile the replicate padding takes another path (the
     compiled replication_pad2d backward fails on grids viewed from
-    tokens); values and gradients equal eager mode's."""
+    tokens); values and gradients equal eager mode's. Where torch lives
+    under a path with spaces, compiling is refused with a clear error
+    instead (its C++ build cannot link there)."""
+    from sera_mm.engine.launch_utils import (check_compile_supported,
+                                             compile_model_methods)
+    torch_dir = osp.dirname(osp.abspath(torch.__file__))
+    if any(ch.isspace() for ch in torch_dir):
+        with pytest.raises(RuntimeError, match='whitespace'):
+            check_compile_supported()
+        with pytest.raises(RuntimeError, match='whitespace'):
+            compile_model_methods(BoundaryExpert(D), ('forward', ))
+        return
     expert = BoundaryExpert(D)
     # a grid viewed from tokens (B, h*w, D), as the adapters make it
     tokens = torch.randn(B, H * W, D)

@@ -668,6 +668,11 @@ def test_train_compile_runs_the_loss_through_torch_compile(
         return compiled
 
     monkeypatch.setattr(torch, 'compile', recording_compile)
+    # the stand-in compiles nothing, so the install-path check (tested in
+    # test_sera_adapter.py) does not apply
+    from sera_mm.engine import launch_utils
+    monkeypatch.setattr(launch_utils, 'check_compile_supported',
+                        lambda *a, **k: None)
     runner = _train(str(tmp_path / 'compiled'),
                     _run_opts(synthetic_tiny_root) + ['train_cfg.max_iters=3'],
                     extra=['--compile'])

@@ -150,6 +150,30 @@ def take_compile_options(cfg: Config) -> Optional[dict]:
                     f'torch.compile options, got {type(value).__name__}')
 
 
+def check_compile_supported(torch_dir: Optional[str] = None) -> None:
+    """Raise a clear error where ``torch.compile`` cannot work on this
+    install: torch's inductor builds C++ with ``-L<torch>/lib`` unquoted, so
+    a torch installed under a folder whose path has whitespace (a virtual
+    environment in ``My Projects/...``) fails to link (``cannot find
+    -ltorch``) in the middle of the first compiled step.
+
+    Args:
+        torch_dir: torch's package folder (default: the installed one).
+
+    Raises:
+        RuntimeError: the path has whitespace; the message names it.
+    """
+    if torch_dir is None:
+        torch_dir = osp.dirname(osp.abspath(torch.__file__))
+    if any(ch.isspace() for ch in torch_dir):
+        raise RuntimeError(
+            f'torch.compile cannot build its C++ kernels here: torch is '
+            f'installed under a path with whitespace ({torch_dir!r}), which '
+            f'its compiler command does not quote. Create the virtual '
+            f'environment under a path without spaces, or train without '
+            f'--compile (the config key compile).')
+
+
 def compile_model_methods(model: torch.nn.Module,
                           names: Sequence[str] = ('loss', ),
                           options: Optional[dict] = None) -> torch.nn.Module:
@@ -161,8 +185,11 @@ def compile_model_methods(model: torch.nn.Module,
 
     Raises:
         AttributeError: the model has no method of one of those names.
+        RuntimeError: torch.compile cannot work on this install
+            (:func:`check_compile_supported`).
     """
     from mmengine.model import is_model_wrapper
+    check_compile_supported()
     inner = model.module if is_model_wrapper(model) else model
     for name in names:
         method = getattr(inner, name, None)
@@ -341,7 +368,7 @@ def load_best_checkpoint(runner) -> dict:
 
 
 __all__ = [
-    'enable_auto_scale_lr', 'write_run_record', 'load_best_checkpoint',
+    'check_compile_supported', 'enable_auto_scale_lr', 'write_run_record', 'load_best_checkpoint',
     'load_config', 'resolve_work_dir', 'enable_amp', 'enable_visualization',
     'take_compile_options', 'compile_model_methods',
     'add_custom_hook', 'adopt_checkpoint_seed', 'checkpoint_to_load',
