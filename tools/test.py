@@ -27,15 +27,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import sera_mm  # noqa: F401  (mmcv.ops fallback, safe checkpoint loading)
 from mmengine.config import DictAction
 from mmengine.logging import print_log
-from mmengine.runner import Runner
 
-from sera_mm.engine import (cleanup_distributed, load_checkpoint_any,
+from sera_mm.engine import (QuietConsoleRunner, cleanup_distributed,
+                            load_checkpoint_any,
                             read_checkpoint, setup_distributed)
 from sera_mm.engine.launch_utils import (add_custom_hook,
                                          adopt_checkpoint_seed,
                                          enable_visualization, load_config,
                                          resolve_work_dir)
 from sera_mm.engine.pet_checkpoint import is_pet_checkpoint, unwrap_model
+from sera_mm.engine.runner import silence_known_warnings
 from sera_mm.registry import RUNNERS
 from sera_mm.utils import register_all_modules
 from sera_mm.utils.cli import (add_check_base_argument,
@@ -72,6 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    silence_known_warnings()
     register_all_modules(init_default_scope=True)
     cfg = load_config(args.config, args.cfg_options)
     resolve_work_dir(cfg, args.config, args.work_dir)
@@ -89,7 +91,8 @@ def main(argv=None) -> dict:
     finished = False
     try:
         with config_errors(cfg, args.config):
-            runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
+            runner = (QuietConsoleRunner.from_cfg(cfg)
+                      if 'runner_type' not in cfg else
                       RUNNERS.build(cfg))
         pet = is_pet_checkpoint(checkpoint)
         if pet:

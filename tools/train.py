@@ -40,9 +40,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import sera_mm  # noqa: F401  (mmcv.ops fallback, safe checkpoint loading)
 from mmengine.config import DictAction
-from mmengine.runner import Runner
 
-from sera_mm.engine import cleanup_distributed, setup_distributed
+from sera_mm.engine import (QuietConsoleRunner, cleanup_distributed,
+                            setup_distributed)
+from sera_mm.engine.runner import silence_known_warnings
 from sera_mm.engine.final_evaluation import evaluate_splits
 from sera_mm.engine.optim_wrappers import use_summary_constructor
 from sera_mm.engine.launch_utils import (check_checkpoint_to_load,
@@ -104,6 +105,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    silence_known_warnings()
     register_all_modules(init_default_scope=True)
     cfg = load_config(args.config, args.cfg_options)
     resolve_work_dir(cfg, args.config, args.work_dir)
@@ -134,8 +136,8 @@ def main(argv=None) -> None:
     try:
         # a config entry a component does not accept names the entry
         with config_errors(cfg, args.config):
-            runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
-                      RUNNERS.build(cfg))
+            runner = (QuietConsoleRunner.from_cfg(cfg)
+                      if 'runner_type' not in cfg else RUNNERS.build(cfg))
             if compile_options is not None:
                 compile_model_methods(runner.model, ('loss', ),
                                       compile_options)

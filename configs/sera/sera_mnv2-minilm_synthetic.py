@@ -20,7 +20,7 @@ model = dict(
     decode_head=dict(
         channels=96, ffn_channels=192, dropout=0.0, num_upsample=1))
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     checkpoint=dict(interval=500, max_keep_ckpts=1, save_best=None),
     visualization=dict(
         type='ReferVisualizationHook', draw=True, num_samples=8))

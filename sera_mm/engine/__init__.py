@@ -5,6 +5,7 @@ from sera_mm.utils.file_io import AtomicLocalBackend, atomic_torch_save
 from .dist import cleanup_distributed, setup_distributed
 from .hooks import PETCheckpointHook, PredictionDumpHook, StateDigestHook
 from .optim_wrappers import CPUAmpOptimWrapper, SummaryOptimWrapperConstructor
+from .runner import QuietConsoleRunner
 from .pet_checkpoint import (CheckpointMismatchError, CheckpointReadError,
                              UnsafeCheckpointError, is_pet_checkpoint,
                              load_checkpoint_any, load_full_checkpoint,
@@ -17,5 +18,5 @@ __all__ = [
     'CheckpointMismatchError', 'CheckpointReadError', 'UnsafeCheckpointError',
     'is_pet_checkpoint',
     'load_checkpoint_any', 'load_full_checkpoint', 'load_pet_checkpoint',
-    'read_checkpoint'
+    'read_checkpoint', 'QuietConsoleRunner'
 ]
