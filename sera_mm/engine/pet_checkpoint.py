@@ -47,7 +47,7 @@ PET_FORMAT_VERSION = 2
 #: local paths); recorded in ``meta['pet']['pretrained']``.
 PRETRAINED_CFG_KEYS: Tuple[str, ...] = (
     'pretrained', 'pretrained_model_name_or_path', 'model_name_or_path',
-    'checkpoint', 'weights', 'weights_path', 'pretrained_path')
+    'checkpoint', 'weights', 'weights_path', 'pretrained_path', 'revision')
 _CHECK_MODES = ('error', 'warn', 'ignore')
 
 

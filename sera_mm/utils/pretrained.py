@@ -66,6 +66,18 @@ PACKAGE_RESOLVERS: Dict[str, Callable[[], str]] = {
 }
 
 
+def hub_kwargs(revision: Optional[str]) -> dict:
+    """``from_pretrained`` keyword arguments pinning an HF hub revision (a
+    commit hash, tag or branch); empty when ``revision`` is None. Local
+    folders ignore it."""
+    if revision is None:
+        return {}
+    if not isinstance(revision, str) or not revision.strip():
+        raise ValueError(f'revision must be a non-empty str (a commit hash, '
+                         f'tag or branch) or None, got {revision!r}')
+    return dict(revision=revision.strip())
+
+
 def _looks_local(name: str) -> bool:
     return (osp.isabs(name) or name.startswith(('.', '~'))
             or name.lower().endswith(_WEIGHT_SUFFIXES)

@@ -9,13 +9,14 @@ from sera_mm.models.text_encoders.text_features import TextFeatures
 from sera_mm.models.utils.openai_clip import convert_openai_clip
 from sera_mm.models.utils.pet import PETRule
 from sera_mm.registry import MODELS
-from sera_mm.utils.pretrained import resolve_pretrained
+from sera_mm.utils.pretrained import hub_kwargs, resolve_pretrained
 from .base_adapter_backbone import (BaseAdapterBackbone,
                                     load_matching_state_dict)
 
 
 def build_clip_vision_model(pretrained: Optional[str],
-                            config: Optional[dict]) -> nn.Module:
+                            config: Optional[dict],
+                            revision: Optional[str] = None) -> nn.Module:
     """``CLIPVisionModel`` from a hub id/folder (a full CLIP works too), an
     OpenAI ``.pt`` checkpoint, or random init from ``config`` kwargs."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
@@ -32,7 +33,7 @@ def build_clip_vision_model(pretrained: Optional[str],
                   if k.startswith('vision_model.')}
         load_matching_state_dict(model, vision, path)
         return model
-    return CLIPVisionModel.from_pretrained(path)
+    return CLIPVisionModel.from_pretrained(path, **hub_kwargs(revision))
 
 
 @MODELS.register_module()
@@ -70,6 +71,9 @@ class CLIPVisionBackbone(BaseAdapterBackbone):
         with_cp: activation checkpointing of the blocks in training
             (recompute instead of storing activations: less memory for
             large batches, about one more block forward in time).
+        revision: HF hub revision (commit hash, tag or branch) of a hub
+            id ``pretrained``: pin it so that a re-upload of the weights
+            does not change the frozen encoder under trained checkpoints.
     """
 
     def __init__(self,
@@ -81,9 +85,10 @@ class CLIPVisionBackbone(BaseAdapterBackbone):
                  text_channels: Optional[int] = None,
                  trainable: PETRule = 'norm_bias',
                  frozen_stages: int = -1,
-                 with_cp: bool = False) -> None:
+                 with_cp: bool = False,
+                 revision: Optional[str] = None) -> None:
         super().__init__()
-        model = build_clip_vision_model(pretrained, config)
+        model = build_clip_vision_model(pretrained, config, revision)
         # 5.x: CLIPVisionModel holds the parts; 4.x: under .vision_model
         self.encoder = getattr(model, 'vision_model', model)
         cfg = model.config

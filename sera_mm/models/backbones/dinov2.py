@@ -7,12 +7,13 @@ from torch import Tensor
 from sera_mm.models.text_encoders.text_features import TextFeatures
 from sera_mm.models.utils.pet import PETRule
 from sera_mm.registry import MODELS
-from sera_mm.utils.pretrained import resolve_pretrained
+from sera_mm.utils.pretrained import hub_kwargs, resolve_pretrained
 from .base_adapter_backbone import BaseAdapterBackbone
 
 
 def build_dinov2_model(pretrained: Optional[str],
-                       config: Optional[dict]) -> nn.Module:
+                       config: Optional[dict],
+                       revision: Optional[str] = None) -> nn.Module:
     """``Dinov2Model`` or ``Dinov2WithRegistersModel``.
 
     With ``pretrained`` the class follows the checkpoint's config
@@ -53,16 +54,17 @@ def build_dinov2_model(pretrained: Optional[str],
             return with_reg(transformers.Dinov2WithRegistersConfig(**cfg))
         cfg.pop('num_register_tokens', None)
         return Dinov2Model(Dinov2Config(**cfg))
-    model_type = AutoConfig.from_pretrained(path).model_type
+    hub = hub_kwargs(revision)
+    model_type = AutoConfig.from_pretrained(path, **hub).model_type
     if model_type == 'dinov2_with_registers':
         if with_reg is None:
             raise ValueError(f'{pretrained!r} is DINOv2 with registers, '
                              f'which this transformers version lacks')
-        return with_reg.from_pretrained(path)
+        return with_reg.from_pretrained(path, **hub)
     if model_type != 'dinov2':
         raise ValueError(f'{pretrained!r} has model_type {model_type!r}, '
                          f"expected 'dinov2' or 'dinov2_with_registers'")
-    return Dinov2Model.from_pretrained(path)
+    return Dinov2Model.from_pretrained(path, **hub)
 
 
 @MODELS.register_module()
@@ -94,6 +96,8 @@ class DINOv2Backbone(BaseAdapterBackbone):
         with_cp: activation checkpointing of the blocks in training
             (recompute instead of storing activations: less memory for
             large batches, about one more block forward in time).
+        revision: HF hub revision of a hub id ``pretrained`` (see
+            :class:`CLIPVisionBackbone`).
     """
 
     def __init__(self,
@@ -106,9 +110,10 @@ class DINOv2Backbone(BaseAdapterBackbone):
                  trainable: PETRule = 'norm_bias',
                  final_norm: bool = True,
                  frozen_stages: int = -1,
-                 with_cp: bool = False) -> None:
+                 with_cp: bool = False,
+                 revision: Optional[str] = None) -> None:
         super().__init__()
-        self.encoder = build_dinov2_model(pretrained, config)
+        self.encoder = build_dinov2_model(pretrained, config, revision)
         cfg = self.encoder.config
         self.patch_size = cfg.patch_size
         self.embed_dim = cfg.hidden_size

@@ -10,7 +10,7 @@ from sera_mm.models.utils.openai_clip import (convert_openai_clip,
                                               split_clip_state_dict)
 from sera_mm.models.utils.pet import PETRule, apply_pet
 from sera_mm.registry import MODELS
-from sera_mm.utils.pretrained import resolve_pretrained
+from sera_mm.utils.pretrained import hub_kwargs, resolve_pretrained
 from .base_text_encoder import BaseTextEncoder
 from .text_features import TextFeatures
 
@@ -18,7 +18,8 @@ OPENAI_SUFFIXES = ('.pt', '.pth')
 
 
 def build_clip_text_model(pretrained: Optional[str],
-                          config: Optional[dict]) -> nn.Module:
+                          config: Optional[dict],
+                          revision: Optional[str] = None) -> nn.Module:
     """``CLIPTextModelWithProjection`` from a hub id / folder, an OpenAI
     ``.pt`` file or (``pretrained=None``) random init from ``config``."""
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
@@ -39,15 +40,16 @@ def build_clip_text_model(pretrained: Optional[str],
                                f'unexpected keys {unexpected}')
         return model
     from transformers import AutoConfig
-    cfg = AutoConfig.from_pretrained(path)
+    hub = hub_kwargs(revision)
+    cfg = AutoConfig.from_pretrained(path, **hub)
     if getattr(cfg, 'model_type', None) == 'clip':
         # a full CLIP: its text config does not carry the shared
         # projection size
         text_cfg = cfg.text_config
         text_cfg.projection_dim = cfg.projection_dim
-        return CLIPTextModelWithProjection.from_pretrained(path,
-                                                           config=text_cfg)
-    return CLIPTextModelWithProjection.from_pretrained(path)
+        return CLIPTextModelWithProjection.from_pretrained(
+            path, config=text_cfg, **hub)
+    return CLIPTextModelWithProjection.from_pretrained(path, **hub)
 
 
 @MODELS.register_module()
@@ -81,6 +83,9 @@ class CLIPTextEncoder(BaseTextEncoder):
         cache_size: keep the features of this many recent expressions
             when the encoder is fully frozen (``trainable='none'``); 0
             disables the cache (see :class:`BaseTextEncoder`).
+        revision: HF hub revision (commit hash, tag or branch) of a hub id
+            ``pretrained``; pin it so a re-upload does not change the frozen
+            weights under trained checkpoints.
 
     Attributes:
         embed_dim: C_t = ``projection_dim``.
@@ -93,10 +98,11 @@ class CLIPTextEncoder(BaseTextEncoder):
                  trainable: PETRule = 'norm_bias',
                  project_words: bool = True,
                  tokenizer: Optional[str] = None,
-                 cache_size: int = 0) -> None:
+                 cache_size: int = 0,
+                 revision: Optional[str] = None) -> None:
         super().__init__()
         self._init_text_state(max_length)
-        self.model = build_clip_text_model(pretrained, config)
+        self.model = build_clip_text_model(pretrained, config, revision)
         cfg = self.model.config
         tok_src = tokenizer
         if tok_src is None and pretrained is not None:

@@ -5,7 +5,7 @@ from torch import Tensor
 
 from sera_mm.models.utils.pet import PETRule, apply_pet
 from sera_mm.registry import MODELS
-from sera_mm.utils.pretrained import resolve_pretrained
+from sera_mm.utils.pretrained import hub_kwargs, resolve_pretrained
 from .base_text_encoder import BaseTextEncoder
 from .text_features import TextFeatures
 
@@ -35,6 +35,8 @@ class HFTextEncoder(BaseTextEncoder):
         cache_size: keep the features of this many recent expressions
             when the encoder is fully frozen (``trainable='none'``); 0
             disables the cache (see :class:`BaseTextEncoder`).
+        revision: HF hub revision (commit hash, tag or branch) of a hub id
+            ``pretrained`` (see :class:`CLIPTextEncoder`).
 
     Attributes:
         embed_dim: C_t = ``hidden_size``.
@@ -47,7 +49,8 @@ class HFTextEncoder(BaseTextEncoder):
                  pooling: str = 'mean',
                  trainable: PETRule = 'norm_bias',
                  tokenizer: Optional[str] = None,
-                 cache_size: int = 0) -> None:
+                 cache_size: int = 0,
+                 revision: Optional[str] = None) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer, BertConfig, \
             BertModel
@@ -69,7 +72,8 @@ class HFTextEncoder(BaseTextEncoder):
             self.model = BertModel(BertConfig(**cfg_kwargs),
                                    add_pooling_layer=False)
         else:
-            self.model = AutoModel.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path,
+                                                   **hub_kwargs(revision))
             if getattr(self.model, 'pooler', None) is not None:
                 self.model.pooler = None
         cfg = self.model.config
