@@ -25,6 +25,9 @@ by rule, not by a list of exceptions:
   (``iter_<N>.pth``, ``epoch_<N>.pth``, ``best_*.pth``): run artefacts,
   never committed.
 
+A link to a heading (``page.md#anchor`` or ``#anchor``) must name a
+heading of that page, as GitHub forms its anchors.
+
 Every ``tools/**.py`` script named in the documents must answer ``--help``
 with exit status 0. The scripts run in parallel from one fixture, each in
 its own interpreter, so the whole file takes about as long as the slowest
@@ -156,6 +159,41 @@ def test_links_stay_inside_the_repository():
             if ROOT not in path.parents and path != ROOT:
                 outside.append(f'{rel(doc)}: {target}')
     assert not outside, outside
+
+
+def heading_anchors(path: Path):
+    """GitHub's anchors of a Markdown file's headings: lower case, spaces
+    to hyphens, punctuation other than hyphens and underscores dropped,
+    repeats numbered."""
+    prose, _ = split_code(path.read_text(encoding='utf-8'))
+    anchors, seen = set(), {}
+    for line in prose.splitlines():
+        m = re.match(r'^#{1,6}\s+(.*?)\s*#*\s*$', line)
+        if not m:
+            continue
+        slug = re.sub(r'[^\w\- ]', '', m.group(1).lower()).replace(' ', '-')
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        anchors.add(slug if n == 0 else f'{slug}-{n}')
+    return anchors
+
+
+def test_link_anchors_exist():
+    missing = []
+    for doc in DOCS:
+        if not doc.is_file():
+            continue
+        prose, _ = split_code(doc.read_text(encoding='utf-8'))
+        targets = [(t, p) for t, p in link_paths(prose, doc) if '#' in t]
+        targets += [(t, doc) for t in LINK.findall(prose)
+                    if t.startswith('#')]
+        for target, path in targets:
+            anchor = target.split('#', 1)[1]
+            if path.suffix == '.md' and path.is_file() and \
+                    anchor not in heading_anchors(path):
+                missing.append(f'{rel(doc)}: {target}')
+    assert not missing, 'links to headings that do not exist:\n' + \
+        '\n'.join(missing)
 
 
 def test_parser_applies_the_exclusion_rules():
