@@ -251,3 +251,58 @@ def test_channels_last_option_same_loss_and_gradients():
         scale = float(grads_a[name].abs().max()) + 1e-8
         diff = float((p.grad - grads_a[name]).abs().max())
         assert diff <= 5e-3 * scale, (name, diff, scale)
+
+
+def test_routing_losses_and_metainfo_come_from_the_forward_that_made_them(
+        monkeypatch):
+    """A second forward between the features and the loss (an EMA teacher,
+    test-time augmentation, a recomputation) leaves the step's routing
+    losses and the predictions' routing metainfo unchanged."""
+    from mmengine.config import Config
+    from sera_mm.utils.config_utils import random_init_cfg
+    import os.path as osp
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    cfg = Config.fromfile(osp.join(root, 'configs', 'sera',
+                                   'sera_tiny_synthetic.py'))
+    torch.manual_seed(0)
+    model = MODELS.build(random_init_cfg(cfg.model, force=True)).eval()
+    model.aux_loss_weights.update(z=1.0, assign=1.0)
+    size = 64
+    samples = []
+    for i in range(2):
+        s = SegDataSample(metainfo=dict(
+            text=['the left circle', 'a big red square'][i],
+            img_shape=(size, size), ori_shape=(size, size),
+            pad_shape=(size, size), img_padding_size=[0, 0, 0, 0]))
+        s.gt_sem_seg = PixelData(
+            data=torch.zeros(1, size, size, dtype=torch.long))
+        samples.append(s)
+    inputs = torch.randn(2, 3, size, size)
+    other = torch.randn(2, 3, size, size) * 3
+    with torch.no_grad():
+        clean = model.loss(inputs, samples)
+        expected = model.predict(inputs, samples)[0].metainfo['routing']
+    head_loss = model.decode_head.loss
+
+    def loss_after_another_forward(*args, **kwargs):
+        model.extract_feat(other, samples)  # overwrites module state
+        return head_loss(*args, **kwargs)
+
+    monkeypatch.setattr(model.decode_head, 'loss', loss_after_another_forward)
+    head_predict = model.decode_head.predict
+
+    def predict_after_another_forward(*args, **kwargs):
+        model.extract_feat(other, samples)
+        return head_predict(*args, **kwargs)
+
+    monkeypatch.setattr(model.decode_head, 'predict',
+                        predict_after_another_forward)
+    with torch.no_grad():
+        again = model.loss(inputs, samples)
+        routing = model.predict(inputs, samples)[0].metainfo['routing']
+    for key in ('loss_balance', 'loss_z', 'loss_assign'):
+        torch.testing.assert_close(again[key], clean[key])
+    assert routing.keys() == expected.keys()
+    for name in routing:
+        assert routing[name]['weights'] == pytest.approx(
+            expected[name]['weights'])

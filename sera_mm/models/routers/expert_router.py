@@ -5,7 +5,8 @@ grid it is applied to into mixing weights over E experts. One router sits in
 every SERA-Adapter and one per level of the SERA-Fusion neck.
 """
 import math
-from typing import Dict, List, Optional, Sequence
+from contextvars import ContextVar
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -43,6 +44,62 @@ class _Live:
 
     def __getstate__(self) -> dict:
         return {'logits': None, 'probs': None, 'mask': None, 'gates': None}
+
+
+class RoutingOutput(NamedTuple):
+    """What one router computed in one forward (float32 tensors, with their
+    autograd graph): the auxiliary losses and the routing metainfo of that
+    forward are computed from it.
+
+    Attributes:
+        router: the router that produced it.
+        logits: noise-free routing logits (B, E) or (B, E, h, w); None in
+            uniform mode.
+        probs: softmax probabilities (pre-top-k), same shape.
+        gates: the weights the experts were mixed with (post-top-k).
+        mask: the top-k selection (1 = kept), or None without top-k.
+    """
+    router: 'ExpertRouter'
+    logits: Optional[Tensor]
+    probs: Tensor
+    gates: Tensor
+    mask: Optional[Tensor]
+
+
+_RECORDERS: ContextVar[Tuple['RoutingRecorder', ...]] = ContextVar(
+    'sera_mm_routing_recorders', default=())
+
+
+class RoutingRecorder:
+    """Collects the :class:`RoutingOutput` of every router that runs inside
+    the ``with`` block (only the innermost active recorder receives them)::
+
+        with RoutingRecorder() as rec:
+            feats = model.extract_feat(inputs, samples)
+        losses = [o.router.aux_losses(('balance', ), o) for o in rec.outputs]
+
+    A model computes its routing losses and metainfo from what its own
+    forward returned this way, never from module state that another forward
+    (an EMA teacher, test-time augmentation, a recomputation) may have
+    overwritten in between.
+    """
+
+    def __init__(self) -> None:
+        self.outputs: List[RoutingOutput] = []
+        self._token = None
+
+    def __enter__(self) -> 'RoutingRecorder':
+        self._token = _RECORDERS.set(_RECORDERS.get() + (self, ))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _RECORDERS.reset(self._token)
+
+
+def _record(output: RoutingOutput) -> None:
+    stack = _RECORDERS.get()
+    if stack:
+        stack[-1].outputs.append(output)
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -341,6 +398,8 @@ class ExpertRouter(nn.Module):
             weights = visual.new_full(shape, 1.0 / e)
             self.last_weights = visual.new_full((b, e), 1.0 / e)
             self.last_gates = self.last_weights
+            _record(RoutingOutput(self, None, weights.float(),
+                                  weights.float(), None))
             return weights
         hidden = self._hidden(visual, sentence)
         logits = self.fc_out(hidden)  # (B, E) | (B, h, w, E)
@@ -362,6 +421,8 @@ class ExpertRouter(nn.Module):
         if self.top_k is not None and self.top_k < e:
             weights = self._gates(probs, noisy32)
         self._live.gates = weights
+        _record(RoutingOutput(self, logits32, probs, weights,
+                              self._live.mask))
         weights = weights.to(visual.dtype)
         per_location = weights.dim() == 4
         self.last_weights = (probs.mean(dim=(2, 3)) if per_location else
@@ -375,12 +436,16 @@ class ExpertRouter(nn.Module):
         ref = self._temperature
         return ref.new_zeros(())
 
-    def balance_loss(self) -> Tensor:
-        """Load-balancing loss of the last forward (a differentiable scalar).
+    def balance_loss(self, output: Optional[RoutingOutput] = None) -> Tensor:
+        """Load-balancing loss of ``output`` (default: this router's last
+        forward), a differentiable scalar.
 
         Returns 0 (a tensor) in uniform mode or before any forward.
         """
-        probs = self._live.probs
+        state = self._live if output is None else output
+        if self.mode == 'uniform':
+            return self._zero()
+        probs = state.probs
         if probs is None:
             return self._zero()
         e = self.num_experts
@@ -389,19 +454,20 @@ class ExpertRouter(nn.Module):
         if self.balance == 'cv_probs':
             return e * importance.pow(2).sum() - 1.0
         if self.balance == 'cv':
-            gates = self._live.gates
+            gates = state.gates
             usage = _flat(gates if gates is not None else probs).mean(0)
             total = usage.sum().clamp_min(1e-12)
             return e * usage.pow(2).sum() / total.pow(2) - 1.0
-        if self._live.mask is not None:
-            chosen = _flat(self._live.mask)
+        if state.mask is not None:
+            chosen = _flat(state.mask)
             dispatch = chosen.mean(0) / float(self.top_k)
         else:
             dispatch = F.one_hot(flat.argmax(dim=1), e).to(
                 flat.dtype).mean(0)
         return e * (dispatch.detach() * importance).sum() - 1.0
 
-    def z_loss(self, kind: str = 'mean_square') -> Tensor:
+    def z_loss(self, kind: str = 'mean_square',
+               output: Optional[RoutingOutput] = None) -> Tensor:
         """Router z-loss of the last forward's noise-free logits.
 
         Args:
@@ -409,7 +475,7 @@ class ExpertRouter(nn.Module):
                 entries, or B*E*h*w for per-location routing) or 'lse'
                 (ST-MoE: mean over rows of logsumexp(logits)^2).
         """
-        logits = self._live.logits
+        logits = (self._live if output is None else output).logits
         if logits is None:
             return self._zero()
         if kind == 'mean_square':
@@ -419,25 +485,27 @@ class ExpertRouter(nn.Module):
         raise ValueError(
             f"kind must be 'mean_square' or 'lse', got {kind!r}")
 
-    def assign_loss(self) -> Tensor:
-        """Mean per-row routing entropy / log(E) of the last forward (the
-        token-assignment regulariser; 0 for E = 1)."""
-        probs = self._live.probs
-        if probs is None or self.num_experts < 2:
+    def assign_loss(self, output: Optional[RoutingOutput] = None) -> Tensor:
+        """Mean per-row routing entropy / log(E) of ``output`` (default: the
+        last forward); the token-assignment regulariser, 0 for E = 1."""
+        probs = (self._live if output is None else output).probs
+        if probs is None or self.num_experts < 2 or self.mode == 'uniform':
             return self._zero()
         flat = _flat(probs)
         entropy = -(flat * torch.log(flat.clamp_min(1e-12))).sum(1)
         return entropy.mean() / math.log(self.num_experts)
 
-    def aux_losses(self, keys: Sequence[str] = AUX_LOSS_KEYS
+    def aux_losses(self, keys: Sequence[str] = AUX_LOSS_KEYS,
+                   output: Optional[RoutingOutput] = None
                    ) -> Dict[str, Tensor]:
-        """Auxiliary losses of the last forward, unweighted, for ``keys``
+        """Auxiliary losses of ``output`` (a :class:`RoutingOutput` of this
+        router; default: its last forward), unweighted, for ``keys``
         (default all): ``balance``, ``z`` (paper), ``z_lse`` (ST-MoE),
         ``assign``. Only the requested ones are computed."""
-        compute = dict(balance=self.balance_loss,
-                       z=lambda: self.z_loss('mean_square'),
-                       z_lse=lambda: self.z_loss('lse'),
-                       assign=self.assign_loss)
+        compute = dict(balance=lambda: self.balance_loss(output),
+                       z=lambda: self.z_loss('mean_square', output),
+                       z_lse=lambda: self.z_loss('lse', output),
+                       assign=lambda: self.assign_loss(output))
         unknown = [k for k in keys if k not in compute]
         if unknown:
             raise ValueError(f'unknown auxiliary losses {unknown}; expected '

@@ -12,7 +12,8 @@ from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig,
 from torch import Tensor
 
 from sera_mm.datasets.transforms.letterbox import undo_letterbox
-from sera_mm.models.routers import ExpertRouter
+from sera_mm.models.routers import (ExpertRouter, RoutingOutput,
+                                   RoutingRecorder)
 from sera_mm.models.text_encoders.text_features import TextFeatures
 from sera_mm.registry import MODELS
 
@@ -229,19 +230,35 @@ class SERASegmentor(BaseSegmentor):
         return self.router_losses(('balance', )).get('balance')
 
     def router_losses(self, keys: Sequence[str] = ('balance', 'z', 'z_lse',
-                                                   'assign')
+                                                   'assign'),
+                      outputs: Optional[Sequence[RoutingOutput]] = None
                       ) -> Dict[str, Tensor]:
-        """Unweighted auxiliary router losses of the last forward, each
-        the mean over the routers that ran (``{}`` if none did)."""
-        ran = [r for _, r in self.routers() if r.last_weights is not None]
+        """Unweighted auxiliary router losses, each the mean over the
+        routers that ran (``{}`` if none did): of the routing ``outputs`` a
+        forward returned (:meth:`extract_feat_and_routing`), or, without
+        them, of every router's last forward."""
+        if outputs is None:
+            ran = [(r, None) for _, r in self.routers()
+                   if r.last_weights is not None]
+        else:
+            ran = [(o.router, o) for o in outputs]
         if not ran:
             return {}
         per_key = {k: [] for k in keys}
-        for router in ran:
-            values = router.aux_losses(keys)
+        for router, output in ran:
+            values = router.aux_losses(keys, output)
             for k in keys:
                 per_key[k].append(values[k].reshape(()))
         return {k: torch.stack(v).mean() for k, v in per_key.items()}
+
+    def extract_feat_and_routing(
+        self, inputs: Tensor, data_samples: Sequence[MetaOrSample]
+    ) -> Tuple[Tuple[Tensor, TextFeatures], List[RoutingOutput]]:
+        """:meth:`extract_feat` plus the :class:`RoutingOutput` of every
+        router that ran in this forward (in execution order)."""
+        with RoutingRecorder() as recorder:
+            feats = self.extract_feat(inputs, data_samples)
+        return feats, recorder.outputs
 
     def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
         """Head losses plus the routers' auxiliary losses.
@@ -250,7 +267,9 @@ class SERASegmentor(BaseSegmentor):
             inputs: images (B, 3, H, W).
             data_samples: samples with ``gt_sem_seg`` and metainfo ``text``.
         """
-        feats = self.extract_feat(inputs, data_samples)
+        # the routing losses come from what this forward's routers
+        # returned, not from module state another forward may overwrite
+        feats, routing = self.extract_feat_and_routing(inputs, data_samples)
         if self.no_target_head is None:
             losses = self.decode_head.loss(feats, data_samples,
                                            self.train_cfg)
@@ -263,7 +282,7 @@ class SERASegmentor(BaseSegmentor):
                 feats[0], feats[1], seg_logits, data_samples))
         active = [k for k, w in self.aux_loss_weights.items() if w > 0]
         if active:
-            for key, value in self.router_losses(active).items():
+            for key, value in self.router_losses(active, routing).items():
                 losses[f'loss_{key}'] = self.aux_loss_weights[key] * value
         return losses
 
@@ -284,11 +303,14 @@ class SERASegmentor(BaseSegmentor):
                              "the metainfo 'text'")
         batch_img_metas = [s.metainfo for s in data_samples]
         scores = None
+        # what encode_decode does, keeping the features, logits and this
+        # forward's routing
+        feats, routing = self.extract_feat_and_routing(inputs,
+                                                       batch_img_metas)
         if self.no_target_head is None:
-            seg_logits = self.encode_decode(inputs, batch_img_metas)
+            seg_logits = self.decode_head.predict(feats, batch_img_metas,
+                                                  self.test_cfg)
         else:
-            # what encode_decode does, keeping the features and logits
-            feats = self.extract_feat(inputs, batch_img_metas)
             raw = self.decode_head.forward(feats)
             seg_logits = self.decode_head.predict_by_feat(raw,
                                                           batch_img_metas)
@@ -296,20 +318,24 @@ class SERASegmentor(BaseSegmentor):
         results = self.postprocess_result(seg_logits, data_samples)
         if scores is not None:
             self.apply_no_target(results, scores)
-        routers = self.routers()
+        names = {id(r): n for n, r in self.routers()}
+        per_router = []
+        for out in routing:
+            probs, gates = out.probs.detach(), out.gates.detach()
+            if probs.dim() == 4:  # per-location: mean over the grid
+                probs, gates = probs.mean(dim=(2, 3)), gates.mean(dim=(2, 3))
+            per_router.append((names.get(id(out.router), 'router'),
+                               out.router, probs.float().cpu(),
+                               gates.float().cpu()))
         for i, sample in enumerate(results):
-            routing = {}
-            for name, router in routers:
-                if router.last_weights is None:
-                    continue
-                weights = router.last_weights[i].float().cpu().tolist()
-                gates = router.last_gates[i].float().cpu().tolist()
-                routing[name] = {
+            meta = {}
+            for name, router, probs, gates in per_router:
+                meta[name] = {
                     'experts': list(router.expert_names),
-                    'weights': [float(w) for w in weights],
-                    'gates': [float(g) for g in gates]
+                    'weights': [float(w) for w in probs[i].tolist()],
+                    'gates': [float(g) for g in gates[i].tolist()]
                 }
-            sample.set_metainfo(dict(routing=routing))
+            sample.set_metainfo(dict(routing=meta))
         return results
 
     def apply_no_target(self, results: SampleList, scores: Tensor) -> None:
