@@ -227,8 +227,8 @@ def test_quick_start_commands_are_unchanged():
 
 
 @pytest.fixture(scope='module')
-def help_runs():
-    """Run ``--help`` of every named tool script, in parallel."""
+def help_runs(request):
+    """Run ``--help`` of the selected tool scripts, in parallel."""
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
@@ -242,7 +242,11 @@ def help_runs():
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             timeout=180)
 
-    scripts = named_tool_scripts()
+    # only the scripts whose tests were selected (pytest -k ...)
+    scripts = sorted({
+        item.callspec.params['script'] for item in request.session.items
+        if 'script' in getattr(getattr(item, 'callspec', None), 'params', {})
+    })
     workers = max(2, min(len(scripts), os.cpu_count() or 2, 4))
     pool = ThreadPoolExecutor(max_workers=workers)
     futures = {s: pool.submit(run, s) for s in scripts}
