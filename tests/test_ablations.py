@@ -18,7 +18,7 @@ import sera_mm  # noqa: F401  (mmcv.ops fallback before mmseg)
 from mmengine.config import Config  # noqa: E402
 
 from sera_mm.models.routers import ExpertRouter  # noqa: E402
-from sera_mm.models.text_encoders.text_features import TextFeatures  # noqa
+from sera_mm.structures import TextFeatures  # noqa
 from sera_mm.registry import MODELS  # noqa: E402
 from sera_mm.utils import register_all_modules  # noqa: E402
 from sera_mm.utils.config_utils import random_init_cfg  # noqa: E402

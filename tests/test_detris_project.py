@@ -15,7 +15,7 @@ from mmengine.optim import build_optim_wrapper  # noqa: E402
 from mmengine.structures import PixelData  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 
-from sera_mm.models.text_encoders.text_features import TextFeatures  # noqa
+from sera_mm.structures import TextFeatures  # noqa
 from sera_mm.registry import MODELS  # noqa: E402
 from sera_mm.utils import register_all_modules  # noqa: E402
 from sera_mm.utils.config_utils import random_init_cfg  # noqa: E402

@@ -23,7 +23,7 @@ from sera_mm.models.necks import (PaperBoundaryFusionExpert,  # noqa: E402
                                   PaperSpatialFusionExpert,
                                   build_fusion_experts)
 from sera_mm.models.routers import ExpertRouter  # noqa: E402
-from sera_mm.models.text_encoders.text_features import TextFeatures  # noqa
+from sera_mm.structures import TextFeatures  # noqa
 from sera_mm.registry import MODELS  # noqa: E402
 from sera_mm.utils import register_all_modules  # noqa: E402
 from sera_mm.utils.config_utils import random_init_cfg  # noqa: E402

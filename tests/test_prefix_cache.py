@@ -7,7 +7,7 @@ import sera_mm  # noqa: F401
 from sera_mm.models.backbones import MobileNetV2Backbone
 from sera_mm.models.backbones.prefix_cache import (FrozenPrefixCache,
                                                    tensor_key)
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 
 ADAPTER = dict(type='SERAAdapter', hidden_channels=8,
                experts=('spatial', 'semantic'),

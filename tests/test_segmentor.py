@@ -10,7 +10,7 @@ from mmseg.structures import SegDataSample  # noqa: E402
 
 from sera_mm.models.routers import ExpertRouter  # noqa: E402
 from sera_mm.models.segmentors import SERASegmentor  # noqa: E402
-from sera_mm.models.text_encoders.text_features import TextFeatures  # noqa
+from sera_mm.structures import TextFeatures  # noqa
 from sera_mm.registry import MODELS  # noqa: E402
 from sera_mm.utils import register_all_modules  # noqa: E402
 

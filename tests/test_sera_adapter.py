@@ -7,7 +7,7 @@ import torch
 import sera_mm  # noqa: F401
 from sera_mm.models.adapters import (BoundaryExpert, SERAAdapter,
                                      WordCrossAttention, build_experts)
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 
 B, C, CT, D, L = 2, 32, 24, 16, 6

@@ -4,8 +4,8 @@ import torch
 
 import sera_mm  # noqa: F401
 from sera_mm.models.necks import SERAFusion, build_fusion_experts
-from sera_mm.models.necks.fusion_experts import coord_maps
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.models.layers import coord_maps
+from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 
 B, CT, L, CF = 2, 24, 5, 32

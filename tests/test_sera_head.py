@@ -9,7 +9,7 @@ from mmseg.structures import SegDataSample  # noqa: E402
 
 from sera_mm.models.heads import (SERAHead, VLTransformerDecoder,  # noqa
                                   sine_position_encoding_2d)
-from sera_mm.models.text_encoders.text_features import TextFeatures  # noqa
+from sera_mm.structures import TextFeatures  # noqa
 
 C_F, C_T = 12, 10
 

@@ -7,21 +7,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.models.layers import group_count
+from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
-
-
-def _num_groups(channels: int, max_groups: int = 32) -> int:
-    """Largest divisor of ``channels`` not above ``max_groups``."""
-    for g in range(min(max_groups, channels), 0, -1):
-        if channels % g == 0:
-            return g
-    return 1
 
 
 def _norm2d(norm: str, channels: int) -> nn.Module:
     if norm == 'GN':
-        return nn.GroupNorm(_num_groups(channels), channels)
+        return nn.GroupNorm(group_count(channels), channels)
     if norm == 'BN':
         return nn.BatchNorm2d(channels)
     raise ValueError(f"norm must be 'GN' or 'BN', got {norm!r}")

@@ -26,7 +26,7 @@ from mmcv.cnn import ConvModule
 from torch import Tensor
 
 from sera_mm.models.routers.mixture import mix_experts
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 
 #: DETRIS's conv blocks: conv (with bias) -> BatchNorm (eps 1e-3) -> ReLU.

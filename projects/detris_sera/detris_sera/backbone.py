@@ -6,7 +6,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from sera_mm.models.backbones.dinov2 import DINOv2Backbone
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 from .parallel import ForwardContext
 

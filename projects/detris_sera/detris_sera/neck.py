@@ -9,11 +9,10 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule
 from torch import Tensor
 
-from sera_mm.models.adapters.experts import expert_name
-from sera_mm.models.necks.fusion_experts import build_fusion_experts, \
-    coord_maps
+from sera_mm.models.layers import coord_maps, expert_name
+from sera_mm.models.necks.fusion_experts import build_fusion_experts
 from sera_mm.models.routers.mixture import mix_experts
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 
 #: The SERA paper's fusion router: from GAP(X) only, Gaussian noise on the

@@ -7,7 +7,7 @@ from typing import Dict, Sequence
 import torch.nn as nn
 from torch import Tensor
 
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 from .parallel import ForwardContext, stash_first_arg
 

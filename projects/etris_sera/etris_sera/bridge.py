@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 
 

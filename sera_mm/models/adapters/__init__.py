@@ -1,6 +1,6 @@
 """SERA-Adapter and its parts: grid experts and word cross-attention; the
 SERA paper's own adapter design beside it."""
-from .cross_attention import WordCrossAttention
+from sera_mm.models.layers import WordCrossAttention
 from .experts import (EXPERT_TYPES, BoundaryExpert, ContextExpert,
                       SemanticExpert, SpatialExpert, build_experts)
 from .paper_adapter import SERAPaperAdapter

@@ -13,13 +13,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from sera_mm.models.layers.grid import build_experts as build_grid_experts
+from sera_mm.models.layers.grid import (check_grid, edge_kernels,
+                                        expert_name, replicate_pad1)
 from sera_mm.registry import MODELS
-
-
-def _check_grid(x: Tensor, channels: int, name: str) -> None:
-    if x.dim() != 4 or x.shape[1] != channels:
-        raise ValueError(f'{name} expects input of shape (B, {channels}, h, '
-                         f'w), got {tuple(x.shape)}')
 
 
 @MODELS.register_module()
@@ -44,7 +41,7 @@ class SpatialExpert(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, d, h, w) -> (B, d, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         return self.pointwise(self.act(self.depthwise(x)))
 
 
@@ -71,32 +68,8 @@ class ContextExpert(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, d, h, w) -> (B, d, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         return self.pointwise(self.act(self.depthwise(x)))
-
-
-def replicate_pad1(x: Tensor) -> Tensor:
-    """Replicate-pad the last two dims by one: (B, C, h, w) -> (B, C, h+2,
-    w+2).
-
-    Eager mode uses ``F.pad(mode='replicate')``. Under ``torch.compile`` the
-    same values come from concatenating the edge rows and columns, because
-    inductor (torch 2.x on CPU) picks a wrong output layout for
-    ``replication_pad2d_backward`` on non-contiguous grids and the compiled
-    backward fails; the forward values are identical either way.
-    """
-    if not torch.compiler.is_compiling():
-        return F.pad(x, (1, 1, 1, 1), mode='replicate')
-    x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], dim=-2)
-    return torch.cat([x[..., :1], x, x[..., -1:]], dim=-1)
-
-
-def _edge_kernels() -> Tensor:
-    """Sobel-x, Sobel-y and Laplacian 3x3 kernels, shape (3, 3, 3)."""
-    sobel_x = torch.tensor([[-1., 0., 1.], [-2., 0., 2.], [-1., 0., 1.]])
-    sobel_y = sobel_x.t().contiguous()
-    laplacian = torch.tensor([[0., 1., 0.], [1., -4., 1.], [0., 1., 0.]])
-    return torch.stack([sobel_x, sobel_y, laplacian])
 
 
 @MODELS.register_module()
@@ -115,7 +88,7 @@ class BoundaryExpert(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.channels = channels
-        kernels = _edge_kernels()  # (3, 3, 3)
+        kernels = edge_kernels()  # (3, 3, 3)
         # Depthwise weight (3d, 1, 3, 3): channel c uses rows 3c..3c+2.
         weight = kernels.unsqueeze(1).repeat(channels, 1, 1, 1)
         self.register_buffer('edge_weight', weight, persistent=False)
@@ -124,7 +97,7 @@ class BoundaryExpert(nn.Module):
     def edge_responses(self, x: Tensor) -> Tensor:
         """Fixed filter responses, (B, d, h, w) -> (B, 3d, h, w), ordered
         [sobel_x(c0), sobel_y(c0), laplacian(c0), sobel_x(c1), ...]."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         padded = replicate_pad1(x)
         return F.conv2d(padded, self.edge_weight.to(x.dtype),
                         groups=self.channels)
@@ -153,7 +126,7 @@ class SemanticExpert(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, d, h, w) -> (B, d, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         return self.fc2(self.act(self.fc1(x)))
 
 
@@ -170,47 +143,10 @@ EXPERT_TYPES: Dict[str, str] = {
 }
 
 
-def expert_name(spec: Union[str, dict]) -> str:
-    """Display name of an expert spec: the short name, or the cfg's
-    ``name`` key, or its type."""
-    if isinstance(spec, str):
-        return spec
-    return str(spec.get('name', spec['type']))
-
-
 def build_experts(names: Sequence[Union[str, dict]],
                   channels: int,
                   aliases: Dict[str, str] = EXPERT_TYPES) -> nn.ModuleList:
-    """Build a list of grid experts.
-
-    Args:
-        names: short names ('spatial', 'context', 'boundary', 'semantic'
-            by default) or config dicts (``type`` plus extra kwargs, an
-            optional ``name`` used for display; ``channels`` is filled in).
-        channels: d, the experts' input and output channels.
-        aliases: short name -> registered type.
-
-    Returns:
-        nn.ModuleList: the experts, in the given order.
-    """
-    if isinstance(names, (str, dict)):
-        raise ValueError('names must be a sequence of expert names or '
-                         f'configs, got a single {type(names).__name__}')
-    if len(names) == 0:
-        raise ValueError('names must hold at least one expert, got none')
-    experts: List[nn.Module] = []
-    for spec in names:
-        if isinstance(spec, str):
-            if spec not in aliases:
-                raise ValueError(f'unknown expert {spec!r}; expected one of '
-                                 f'{sorted(aliases)} or a config dict')
-            cfg = dict(type=aliases[spec])
-        elif isinstance(spec, dict) and 'type' in spec:
-            cfg = {k: v for k, v in spec.items() if k != 'name'}
-            cfg['type'] = aliases.get(cfg['type'], cfg['type'])
-        else:
-            raise ValueError(f'an expert must be a short name or a config '
-                             f'dict with a type, got {spec!r}')
-        cfg['channels'] = channels
-        experts.append(MODELS.build(cfg))
-    return nn.ModuleList(experts)
+    """The adapter's experts from short names ('spatial', 'context',
+    'boundary', 'semantic', 'paper_*') or configs; see
+    :func:`sera_mm.models.layers.grid.build_experts`."""
+    return build_grid_experts(names, channels, aliases)

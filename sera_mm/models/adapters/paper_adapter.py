@@ -3,7 +3,7 @@
 from torch import Tensor
 
 from sera_mm.models.routers.mixture import mix_experts
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 from .paper_experts import PaperMultiScaleBranches
 from .sera_adapter import SERAAdapter

@@ -21,16 +21,7 @@ from mmcv.cnn import build_norm_layer
 from torch import Tensor
 
 from sera_mm.registry import MODELS
-from .experts import _check_grid
-
-
-def _activation(name: str) -> nn.Module:
-    """An activation module from its ``torch.nn`` class name ('GELU')."""
-    cls = getattr(nn, name, None) if isinstance(name, str) else None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ValueError(f'act must name a torch.nn activation module such '
-                         f"as 'GELU' or 'ReLU', got {name!r}")
-    return cls()
+from sera_mm.models.layers.grid import activation, check_grid
 
 
 def _depthwise(channels: int, kernel_size: int, bias: bool) -> nn.Conv2d:
@@ -71,7 +62,7 @@ class PaperMultiScaleBranches(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, d, h, w) -> (B, d, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         branches = torch.cat(
             [self.branch1(x), self.branch3(x), self.branch5(x)], dim=1)
         return x + self.fuse(branches)
@@ -95,14 +86,14 @@ class PaperAdapterSpatialExpert(nn.Module):
         self.channels = channels
         self.beta = float(beta)
         self.depthwise = _depthwise(channels, 3, bias=True)
-        self.act = _activation(act)
+        self.act = activation(act)
 
     def extra_repr(self) -> str:
         return f'channels={self.channels}, beta={self.beta:g}'
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, d, h, w) -> (B, d, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         return self.act(self.depthwise(x)) + self.beta * x
 
 
@@ -146,7 +137,7 @@ class PaperAdapterBoundaryExpert(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, d, h, w) -> (B, d, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         return self.act(self.norm(x + self.alpha * self.depthwise(x)))
 
 

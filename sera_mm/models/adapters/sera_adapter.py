@@ -9,9 +9,9 @@ from torch import Tensor
 
 from sera_mm.models.routers import ExpertRouter  # noqa: F401 (registers)
 from sera_mm.models.routers.mixture import mix_experts
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
-from .cross_attention import WordCrossAttention
+from sera_mm.models.layers import WordCrossAttention
 from .experts import build_experts, expert_name
 
 

@@ -9,7 +9,7 @@ import torch.nn as nn
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 from sera_mm.models.utils.pet import PETRule, apply_pet, freeze_bn_stats
 from sera_mm.registry import MODELS
 

@@ -14,17 +14,10 @@ from mmseg.models.utils import resize
 from mmseg.utils import SampleList
 from torch import Tensor
 
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.models.layers import group_count
+from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 from .vl_decoder import VLTransformerDecoder
-
-
-def _group_count(channels: int, max_groups: int = 32) -> int:
-    """Largest divisor of ``channels`` not above ``max_groups``."""
-    for g in range(min(max_groups, channels), 0, -1):
-        if channels % g == 0:
-            return g
-    return 1
 
 
 def _norm_layer(norm_cfg: Optional[dict], channels: int) -> nn.Module:
@@ -37,9 +30,9 @@ def _norm_layer(norm_cfg: Optional[dict], channels: int) -> nn.Module:
     kind = cfg.pop('type')
     cfg.pop('requires_grad', None)
     if kind == 'GN':
-        groups = cfg.pop('num_groups', None) or _group_count(channels)
+        groups = cfg.pop('num_groups', None) or group_count(channels)
         if channels % groups != 0:
-            groups = _group_count(channels, groups)
+            groups = group_count(channels, groups)
         return nn.GroupNorm(groups, channels, **cfg)
     if kind == 'SyncBN':
         if sync_bn_available():

@@ -13,16 +13,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from sera_mm.models.adapters.experts import build_experts
+from sera_mm.models.layers.grid import (build_experts, check_grid, coord_maps,
+                                        group_count)
 from sera_mm.registry import MODELS
-
-
-def _num_groups(channels: int, max_groups: int = 32) -> int:
-    """Largest divisor of ``channels`` not above ``max_groups``."""
-    for g in range(min(max_groups, channels), 0, -1):
-        if channels % g == 0:
-            return g
-    return 1
 
 
 class _ConvNormAct(nn.Sequential):
@@ -42,14 +35,8 @@ class _ConvNormAct(nn.Sequential):
                 padding=padding,
                 dilation=dilation,
                 bias=False),
-            nn.GroupNorm(_num_groups(out_channels), out_channels),
+            nn.GroupNorm(group_count(out_channels), out_channels),
             nn.ReLU(inplace=True))
-
-
-def _check_grid(x: Tensor, channels: int, name: str) -> None:
-    if x.dim() != 4 or x.shape[1] != channels:
-        raise ValueError(f'{name} expects input of shape (B, {channels}, h, '
-                         f'w), got {tuple(x.shape)}')
 
 
 @MODELS.register_module()
@@ -63,7 +50,7 @@ class PointwiseFusionExpert(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, h, w) -> (B, C, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         return self.block(x)
 
 
@@ -86,7 +73,7 @@ class ConvFusionExpert(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, h, w) -> (B, C, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         return self.block(x)
 
 
@@ -96,16 +83,6 @@ class DilatedFusionExpert(ConvFusionExpert):
 
     def __init__(self, channels: int, dilation: int = 2) -> None:
         super().__init__(channels, dilation=dilation)
-
-
-def coord_maps(x: Tensor) -> Tensor:
-    """Normalised coordinate maps for a grid, (B, 2, h, w): x then y, each
-    in [-1, 1] (cell centres, as ``align_corners=False``)."""
-    b, _, h, w = x.shape
-    ys = (torch.arange(h, device=x.device, dtype=x.dtype) + 0.5) / h * 2 - 1
-    xs = (torch.arange(w, device=x.device, dtype=x.dtype) + 0.5) / w * 2 - 1
-    yy, xx = torch.meshgrid(ys, xs, indexing='ij')
-    return torch.stack([xx, yy]).unsqueeze(0).expand(b, -1, -1, -1)
 
 
 @MODELS.register_module()
@@ -121,7 +98,7 @@ class CoordFusionExpert(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, h, w) -> (B, C, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         return self.block(torch.cat([x, coord_maps(x)], dim=1))
 
 
@@ -141,7 +118,7 @@ class MultiScaleFusionExpert(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, h, w) -> (B, C, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         size = x.shape[-2:]
         y = F.avg_pool2d(x, self.scale, self.scale, ceil_mode=True)
         y = self.block(y)

@@ -22,10 +22,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from sera_mm.models.adapters.experts import _edge_kernels, replicate_pad1
-from sera_mm.models.adapters.paper_experts import _activation
+from sera_mm.models.layers.grid import (activation, check_grid, coord_maps,
+                                        edge_kernels, replicate_pad1)
 from sera_mm.registry import MODELS
-from .fusion_experts import _check_grid, coord_maps
 
 
 def _zero_conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -64,7 +63,7 @@ class PaperSpatialFusionExpert(nn.Module):
     """'paper_spatial': ``X + a * Conv1x1(coords)``.
 
     ``coords`` are the normalised x/y maps of the grid
-    (:func:`~sera_mm.models.necks.fusion_experts.coord_maps`, in [-1, 1]);
+    (:func:`~sera_mm.models.layers.coord_maps`, in [-1, 1]);
     ``a`` is a learnable scalar initialised to 0, so the expert starts as
     the identity (the 1x1 conv then gets its first gradient once ``a`` has
     left 0).
@@ -81,7 +80,7 @@ class PaperSpatialFusionExpert(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, h, w) -> (B, C, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         return x + self.gain * self.proj(coord_maps(x))
 
 
@@ -134,7 +133,7 @@ class PaperContextFusionExpert(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, h, w) -> (B, C, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         b, c, h, w = x.shape
         t = x.flatten(2).transpose(1, 2)  # (B, hw, C)
         y = self.norm1(t)
@@ -168,16 +167,16 @@ class PaperBoundaryFusionExpert(nn.Module):
             raise ValueError(f'eps must be > 0, got {eps}')
         self.channels = channels
         self.eps = float(eps)
-        sobel = _edge_kernels()[:2]  # (2, 3, 3): Sobel-x, Sobel-y
+        sobel = edge_kernels()[:2]  # (2, 3, 3): Sobel-x, Sobel-y
         self.register_buffer('sobel_weight',
                              _depthwise_filters(sobel, channels),
                              persistent=False)
         self.mix = _zero_conv1x1(3 * channels, channels)
-        self.act = _activation(act)
+        self.act = activation(act)
 
     def gradients(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """Sobel responses (Gx, Gy), each (B, C, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         resp = _apply_filters(x, self.sobel_weight, self.channels, 2)
         return resp[:, 0], resp[:, 1]
 
@@ -207,16 +206,16 @@ class PaperShapeFusionExpert(nn.Module):
     def __init__(self, channels: int, act: str = 'GELU') -> None:
         super().__init__()
         self.channels = channels
-        kernels = torch.stack([_binomial_kernel(), _edge_kernels()[2]])
+        kernels = torch.stack([_binomial_kernel(), edge_kernels()[2]])
         self.register_buffer('shape_weight',
                              _depthwise_filters(kernels, channels),
                              persistent=False)
         self.mix = _zero_conv1x1(2 * channels, channels)
-        self.act = _activation(act)
+        self.act = activation(act)
 
     def filter_responses(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """(blur(X), laplacian(X)), each (B, C, h, w)."""
-        _check_grid(x, self.channels, type(self).__name__)
+        check_grid(x, self.channels, type(self).__name__)
         resp = _apply_filters(x, self.shape_weight, self.channels, 2)
         return resp[:, 0], resp[:, 1]
 

@@ -8,11 +8,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from sera_mm.models.adapters.cross_attention import WordCrossAttention
-from sera_mm.models.adapters.experts import expert_name
+from sera_mm.models.layers import WordCrossAttention, expert_name
 from sera_mm.models.routers import ExpertRouter  # noqa: F401 (registers)
 from sera_mm.models.routers.mixture import mix_experts
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 from .fusion_experts import _ConvNormAct, build_fusion_experts
 

