@@ -1,7 +1,9 @@
 """REFER- and gRefCOCO-format datasets, pipeline transforms and the
 synthetic generator."""
 from . import transforms  # noqa: F401
+from .cris_dataset import CRISReferDataset
 from .grefer_dataset import GReferDataset, target_expr_type
+from .mixed_dataset import ConcatReferDataset, MixedReferDataset
 from .refer_dataset import SPLITS, ReferDataset
 from .synthetic_dataset import (SyntheticGReferDataset,
                                 SyntheticReferDataset,
@@ -11,4 +13,5 @@ from .synthetic_dataset import (SyntheticGReferDataset,
 __all__ = ['ReferDataset', 'SyntheticReferDataset', 'SPLITS',
            'ensure_synthetic_refer', 'GReferDataset',
            'SyntheticGReferDataset', 'ensure_synthetic_grefer',
-           'target_expr_type']
+           'target_expr_type', 'MixedReferDataset', 'ConcatReferDataset',
+           'CRISReferDataset']

@@ -6,12 +6,15 @@ from ..refer_dataset import check_text
 
 #: Metainfo carried by every referring sample (keys a sample lacks are
 #: skipped: ``no_target`` and ``target_count`` come from generalised
-#: datasets only).
+#: datasets only; ``bbox``, the annotation's COCO box [x, y, w, h] at the
+#: original resolution, from datasets whose annotations have one;
+#: ``eval_set`` from :class:`~sera_mm.datasets.ConcatReferDataset`).
 REFER_META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'pad_shape',
                    'scale_factor', 'flip', 'flip_direction',
                    'reduce_zero_label', 'img_padding_size', 'text', 'ref_id',
                    'sent_id', 'ann_id', 'image_id', 'category_id',
-                   'expr_type', 'no_target', 'target_count')
+                   'expr_type', 'no_target', 'target_count', 'bbox',
+                   'eval_set')
 
 
 @TRANSFORMS.register_module()

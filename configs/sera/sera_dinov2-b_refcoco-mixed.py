@@ -1,0 +1,36 @@
+# SERA, DINOv2-B/14 with registers + CLIP text, input 448 (32x32 grid),
+# trained on RefCOCO (unc) + RefCOCO+ (unc) + RefCOCOg (umd) at once without
+# any image of their val/test splits (configs/_base_/datasets/
+# refcoco_mixed.py), 50 epochs, 8 images/GPU; the test run evaluates all
+# eight splits, one table per dataset. Offline weights: see
+# sera_dinov2-b_refcoco.py.
+_base_ = [
+    '../_base_/models/sera_dinov2b_clip.py',
+    '../_base_/datasets/refcoco_mixed.py',
+    '../_base_/default_runtime.py',
+    '../_base_/schedules/schedule_sera_50e_refcoco.py'
+]
+img_size = 448
+train_pipeline = [
+    dict(type='LoadReferImage'),
+    dict(type='LoadReferMask'),
+    dict(type='Letterbox', size=img_size),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackReferInputs')
+]
+test_pipeline = [
+    dict(type='LoadReferImage'),
+    dict(type='Letterbox', size=img_size),
+    dict(type='LoadReferMask'),
+    dict(type='PackReferInputs')
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+# RefCOCOg's longer expressions: 22 CLIP tokens, as its own config
+model = dict(text_encoder=dict(max_length=22))
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(by_epoch=True, interval=5, max_keep_ckpts=2,
+                    save_best='mean/mIoU', rule='greater'))
+log_processor = dict(by_epoch=True)
