@@ -171,8 +171,8 @@ class ReferDataset(BaseDataset):
     ``tools/dataset_converters/make_refer.py`` writes), is read when there
     is no pickle (the pickle is preferred when both exist; ``refs_file``
     names one explicitly). ``instances.json`` holds the COCO images,
-    annotations (masks as polygons or RLE) and categories. RefCOCO and RefCOCO+ use
-    split_by ``unc`` (train/val/testA/testB), RefCOCOg ``umd``
+    annotations (masks as polygons or RLE) and categories. RefCOCO and
+    RefCOCO+ use split_by ``unc`` (train/val/testA/testB), RefCOCOg ``umd``
     (train/val/test) or ``google`` (train/val); the built-in synthetic
     benchmark ``synthetic`` (train/val/testA/testB); your own data
     ``custom`` (train/val/test, and testA/testB if you use them).

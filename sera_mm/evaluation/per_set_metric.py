@@ -14,7 +14,8 @@ from .refer_metric import _format, _get
 
 
 def _per_set_path(path: str, name: str) -> str:
-    """``out/iou.csv`` + ``refcoco_unc/val`` -> ``out/iou_refcoco_unc_val.csv``."""
+    """``out/iou.csv`` and ``refcoco_unc/val`` give
+    ``out/iou_refcoco_unc_val.csv``."""
     stem, ext = osp.splitext(path)
     safe = ''.join(c if c.isalnum() or c in '+-_.' else '_' for c in name)
     return f'{stem}_{safe}{ext}'
