@@ -261,3 +261,22 @@ def test_demo_in_headless_chromium(tiny, demo_url, tmp_path):
             shutil.copyfile(shot, SCREENSHOT)
     finally:
         driver.quit()
+
+
+def test_a_synthetic_model_gets_synthetic_examples_only(tmp_path):
+    examples = app.write_examples(str(tmp_path), synthetic_model=True)
+    names = [Path(p).name for p, _ in examples]
+    assert names and all(n.startswith('synthetic_scene_') for n in names)
+
+
+def test_models_say_what_they_were_trained_on(tiny):
+    """Without a record in the checkpoint, init_model takes the training
+    data from the config; the note warns about synthetic-only models."""
+    from sera_mm.apis import init_model
+    from sera_mm.engine.training_data import training_data_note
+    model = init_model(TINY_CFG, tiny['ckpt'])
+    assert model.trained_on['source'] == 'config'
+    assert model.trained_on['synthetic'] is True
+    note = training_data_note(model.trained_on)
+    assert 'synthetic' in note and 'photographs' in note
+    assert 'not recorded' in training_data_note(None)

@@ -800,3 +800,14 @@ def test_final_evaluation_says_when_it_uses_the_last_weights(trained,
     from sera_mm.engine.launch_utils import load_best_checkpoint
     assert load_best_checkpoint(trained.runner) == dict(weights='last',
                                                         checkpoint=None)
+
+
+def test_checkpoints_record_their_training_data(trained):
+    from sera_mm.apis import init_model
+    ckpt = torch.load(trained.ckpt4, map_location='cpu', weights_only=False)
+    info = ckpt['meta']['trained_on']
+    assert info['synthetic'] is True and info['split'] == 'train'
+    assert info['iterations'] == 4
+    assert info['data_root'] == trained.root
+    model = init_model(TINY_CFG, trained.ckpt4)
+    assert model.trained_on == info

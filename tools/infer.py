@@ -62,6 +62,8 @@ def main(argv=None) -> List[dict]:
     jobs = collect_jobs(args)
     model = init_model(args.config, args.checkpoint, device=args.device,
                        cfg_options=args.cfg_options)
+    from sera_mm.engine.training_data import training_data_note
+    print(f'model {training_data_note(getattr(model, "trained_on", None))}')
     stems = unique_stems(list(jobs))
     records: List[dict] = []
     for image, texts in jobs.items():

@@ -89,7 +89,10 @@ def init_model(config: Union[str, Path, Config],
             mismatch.
 
     Returns:
-        The model in eval mode, with ``model.cfg`` set to the config.
+        The model in eval mode, with ``model.cfg`` set to the config and
+        ``model.trained_on`` to what it was trained on (the checkpoint's
+        ``meta['trained_on']``, else the config's training data with
+        ``source='config'``).
 
     Raises:
         FileNotFoundError: the config or checkpoint file is missing.
@@ -132,6 +135,13 @@ def init_model(config: Union[str, Path, Config],
         if dataset_meta is not None:
             model.dataset_meta = dataset_meta
     model.cfg = config
+    # what the model was trained on: the checkpoint's record, else the
+    # config's training data (the demo and tools/infer.py show it)
+    from sera_mm.engine.training_data import (TRAINED_ON_KEY,
+                                              describe_training_data)
+    recorded = (ckpt.get('meta') or {}).get(TRAINED_ON_KEY) if ckpt else None
+    model.trained_on = dict(recorded) if recorded else dict(
+        describe_training_data(config), source='config')
     model.to(device)
     model.eval()
     return model

@@ -91,15 +91,21 @@ def parse_expressions(block: Optional[str]) -> List[str]:
             if line.strip()]
 
 
-def write_examples(folder: str) -> List[List[str]]:
+def write_examples(folder: str,
+                   synthetic_model: bool = False) -> List[List[str]]:
     """Write the example images into ``folder``; ``[[path, expressions]]``.
     Photos come from ``skimage.data`` (shipped with scikit-image), scenes
     from :func:`sera_mm.datasets.synthetic.sample_scene` with expressions
-    from :func:`~sera_mm.datasets.synthetic.expression_candidates`."""
+    from :func:`~sera_mm.datasets.synthetic.expression_candidates`. For a
+    model trained on the synthetic benchmark the examples are scenes of
+    that domain only (photographs would show meaningless masks); otherwise
+    the photographs come first."""
     import cv2
     os.makedirs(folder, exist_ok=True)
     examples = []
     try:
+        if synthetic_model:
+            raise ImportError('no photographs for a synthetic-data model')
         import skimage.data
         for name, texts in PHOTO_EXAMPLES:
             path = osp.join(folder, f'{name}.png')
@@ -209,14 +215,18 @@ class DemoBackend:
 
 
 def build_demo(backend: DemoBackend, examples: List[List[str]],
-               title: str = 'SERA-MM referring segmentation'):
-    """The Gradio page (not launched)."""
+               title: str = 'SERA-MM referring segmentation',
+               model_note: Optional[str] = None):
+    """The Gradio page (not launched); ``model_note`` says what the model
+    was trained on, at the top of the page."""
     import gradio as gr
     # Gradio's own upload/result cache: files older than an hour go
     with gr.Blocks(title=title, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f'# {title}\nUpload an image, type one or more '
                     'referring expressions (one per line) and press '
-                    '**Segment**.')
+                    '**Segment**.' +
+                    (f'\n\n**This model was {model_note}**'
+                     if model_note else ''), elem_id='intro')
         with gr.Row():
             with gr.Column(scale=1):
                 image = gr.Image(type='filepath', image_mode=None,
@@ -245,8 +255,7 @@ def build_demo(backend: DemoBackend, examples: List[List[str]],
                                     object_fit='contain', elem_id='routing')
         if examples:
             gr.Examples(examples=examples, inputs=[image, texts],
-                        label='Examples (scikit-image photographs, CC0; '
-                        'synthetic scenes)')
+                        label='Examples')
         outputs = [overlays, masks, charts, download, status]
         run.click(backend, inputs=[image, texts], outputs=outputs,
                   concurrency_limit=1)
@@ -276,19 +285,25 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         atexit.register(shutil.rmtree, folder, True)
     # SIGTERM ends the server like Ctrl-C (the temporary folders go)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    examples = write_examples(examples_dir)
+    from sera_mm.engine.training_data import training_data_note
+    trained_on = getattr(model, 'trained_on', None) or {}
+    note = training_data_note(trained_on)
+    examples = write_examples(
+        examples_dir, synthetic_model=bool(trained_on.get('synthetic')))
     import gradio as gr
     demo = build_demo(DemoBackend(model, args.max_expressions,
-                                  work_root=work_dir), examples)
+                                  work_root=work_dir), examples,
+                      model_note=note)
     demo.queue(default_concurrency_limit=1)
     theme = gr.themes.Default(font=['system-ui', 'sans-serif'],
                               font_mono=['monospace'])
     print(f'SERA-MM demo: {args.config} + {args.checkpoint} on '
-          f'http://{args.host}:{args.port}', flush=True)
+          f'http://{args.host}:{args.port}; the model was {note}',
+          flush=True)
     demo.launch(server_name=args.host, server_port=args.port, share=False,
                 show_error=True, theme=theme, allowed_paths=[examples_dir],
                 quiet=True)
-    return dict(examples=examples)
+    return dict(examples=examples, note=note)
 
 
 if __name__ == '__main__':

@@ -96,8 +96,22 @@ class PETCheckpointHook(CheckpointHook):
         return changed
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Filter ``checkpoint['state_dict']`` to its PET part and record
-        ``checkpoint['meta']['pet']``."""
+        """Record what the model was trained on
+        (``checkpoint['meta']['trained_on']``: dataset, split, iterations,
+        last validation metrics); filter ``checkpoint['state_dict']`` to its
+        PET part and record ``checkpoint['meta']['pet']``."""
+        from ..training_data import TRAINED_ON_KEY, describe_training_data
+        metrics = {}
+        try:
+            for key, buf in runner.message_hub.log_scalars.items():
+                if key.startswith('val/'):
+                    metrics[key[4:]] = float(buf.current())
+        except (AttributeError, TypeError, ValueError):
+            metrics = {}
+        # saving by iteration happens before the loop counts the iteration
+        done = runner.iter if self.by_epoch else runner.iter + 1
+        checkpoint.setdefault('meta', {})[TRAINED_ON_KEY] = \
+            describe_training_data(runner.cfg, done, metrics)
         if not self.trainable_only:
             return
         model = unwrap_model(runner.model)
