@@ -1,7 +1,6 @@
 """A Runner whose console shows what a user needs: the environment report,
 the full config and the hook table go to the log file only."""
 import logging
-import re
 import warnings
 from typing import Iterable, Tuple
 

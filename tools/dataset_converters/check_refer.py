@@ -27,7 +27,6 @@ Published counts (per split; ``None``: not checked):
   (expressions and images not checked).
 """
 import argparse
-import json
 import os.path as osp
 import sys
 from collections import OrderedDict

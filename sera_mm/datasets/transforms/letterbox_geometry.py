@@ -6,7 +6,7 @@ tools letterbox with :func:`letterbox_image`, which gives the same pixels
 (mmcv's ``imresize``/``impad`` with the OpenCV backend are
 ``cv2.resize``/``cv2.copyMakeBorder``).
 """
-from typing import Dict, List, Tuple, Union
+from typing import Dict, Tuple, Union
 
 import cv2
 import numpy as np
@@ -27,13 +27,6 @@ def letterbox_hw(h: int, w: int, size: int) -> Tuple[int, int]:
     scale = size / max(h, w)
     return (min(size, max(1, int(round(h * scale)))),
             min(size, max(1, int(round(w * scale)))))
-
-
-def letterbox_padding(h: int, w: int, size: int) -> List[int]:
-    """``img_padding_size`` = [left, right, top, bottom] of an (h, w) image
-    letterboxed to ``size`` (padding right and bottom only)."""
-    nh, nw = letterbox_hw(h, w, size)
-    return [0, size - nw, 0, size - nh]
 
 
 def letterbox_image(img: np.ndarray,
@@ -66,5 +59,5 @@ def letterbox_image(img: np.ndarray,
     return out, meta
 
 
-__all__ = ['letterbox_hw', 'letterbox_padding', 'letterbox_image',
+__all__ = ['letterbox_hw', 'letterbox_image',
            'CV2_INTERPOLATION']

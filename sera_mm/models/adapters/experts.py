@@ -6,16 +6,15 @@ mixes their outputs. Short names for configs: 'spatial', 'context',
 experts 'paper_spatial', 'paper_boundary', 'paper_multiscale'
 (:mod:`.paper_experts`).
 """
-from typing import Dict, List, Sequence, Union
+from typing import Dict, Sequence, Union
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from sera_mm.models.layers.grid import build_experts as build_grid_experts
-from sera_mm.models.layers.grid import (check_grid, edge_kernels,
-                                        expert_name, replicate_pad1)
+from sera_mm.models.layers.grid import (  # noqa: F401 (re-exported)
+    check_grid, edge_kernels, expert_name, replicate_pad1)
 from sera_mm.registry import MODELS
 
 

@@ -1,9 +1,8 @@
 """Expert routers: text- and vision-conditioned mixing weights, and the
 sparse mixture that applies them."""
 from .expert_router import ExpertRouter, RoutingOutput, RoutingRecorder
-from .mixture import expected_active_fraction, mix_experts
+from .mixture import mix_experts
 
 __all__ = [
-    'ExpertRouter', 'RoutingOutput', 'RoutingRecorder', 'mix_experts',
-    'expected_active_fraction'
+    'ExpertRouter', 'RoutingOutput', 'RoutingRecorder', 'mix_experts'
 ]

@@ -91,12 +91,4 @@ def mix_experts(experts: Sequence[nn.Module], x: Tensor,
     return out
 
 
-def expected_active_fraction(weights: Tensor) -> float:
-    """Share of (sample, expert) pairs that :func:`mix_experts` runs."""
-    if weights.dim() == 4:
-        return 1.0
-    active = weights != 0
-    return 1.0 if bool(active.all()) else float(active.float().mean())
-
-
-__all__ = ['mix_experts', 'expected_active_fraction']
+__all__ = ['mix_experts']

@@ -394,7 +394,3 @@ class SERASegmentor(BaseSegmentor):
         """Head logits (B, 1, h', w') without post-processing."""
         feats = self.extract_feat(inputs, data_samples)
         return self.decode_head.forward(feats)
-
-    def routing_names(self) -> Dict[str, List[str]]:
-        """Router module name -> expert names."""
-        return {n: list(r.expert_names) for n, r in self.routers()}
