@@ -243,3 +243,41 @@ def test_wrappers_load_hf_clip_folder(tmp_path):
     assert torch.equal(backbone.encoder.pre_layrnorm.weight,
                        hf.vision_model.pre_layrnorm.weight)
     assert backbone.out_channels == [32]
+
+
+def test_openai_torchscript_through_a_config(openai_files):
+    """OpenAI's TorchScript archive as ``pretrained`` of both encoders of a
+    shipped config: the segmentor builds from the config and trains a
+    step."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    from sera_mm.registry import MODELS
+    from sera_mm.utils import register_all_modules
+    _, _, jit_path = openai_files
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    cfg = Config.fromfile(osp.join(root, 'configs', 'sera',
+                                   'sera_tiny_synthetic.py'))
+    cfg.model.text_encoder.pretrained = jit_path
+    cfg.model.backbone.pretrained = jit_path
+    cfg.model.backbone.out_indices = (0, 1)  # the archive has 2 blocks
+    cfg.model.backbone.adapter_indices = (1, )
+    cfg.model.data_preprocessor.size = (RES, RES)
+    register_all_modules()
+    model = MODELS.build(cfg.model).train()
+    assert model.text_encoder.embed_dim == EMBED
+    samples = []
+    for text in ('the red ball on the left', 'a cat'):
+        s = SegDataSample(metainfo=dict(text=text, img_shape=(RES, RES),
+                                        pad_shape=(RES, RES),
+                                        ori_shape=(RES, RES)))
+        s.gt_sem_seg = PixelData(data=torch.ones(1, RES, RES,
+                                                 dtype=torch.long))
+        samples.append(s)
+    losses = model.loss(torch.randn(2, 3, RES, RES), samples)
+    total = sum(v for k, v in losses.items() if k.startswith('loss_'))
+    assert torch.isfinite(total)
+    total.backward()
