@@ -338,6 +338,7 @@ def test_mixed_config_trains_and_tests_in_one_run(tmp_path, monkeypatch):
             'refcoco+_unc/testB', 'refcocog_umd/test']
     for name in sets:
         assert f'{name}/mIoU' in metrics and metrics[f'{name}/count'] == 1
-    assert 'mean/mIoU' in metrics
+        assert f'{name}/BoxAcc@0.5' in metrics
+    assert {'mean/mIoU', 'mean/oIoU', 'mean/BoxAcc@0.5'} <= set(metrics)
     train_ds = runner.train_dataloader.dataset
     assert isinstance(train_ds, MixedReferDataset) and len(train_ds) == 3

@@ -11,7 +11,9 @@ Examples::
 relative image paths are read relative to the JSON file. For each
 (image, expression) the tool writes ``<stem>_<k>_mask.png`` (0/255) and
 ``<stem>_<k>_overlay.png`` into ``--out-dir`` (``k`` numbers the image's
-expressions), plus ``predictions.json`` listing them, and prints a summary.
+expressions), plus ``predictions.json`` listing them (each with ``boxes``,
+the tight box ``[x1, y1, x2, y2]`` of its mask, null for an empty mask),
+and prints a summary.
 """
 import argparse
 from typing import Dict, List

@@ -127,11 +127,18 @@ def prediction_record(image: str, text: str, mask: np.ndarray,
                       routing: Optional[Mapping] = None,
                       **extra: Any) -> Dict[str, Any]:
     """One entry of ``predictions.json``: ``image``, ``text``,
-    ``foreground`` (share of mask pixels), the written file paths, then
-    ``routing`` (when given) and any ``extra`` keys."""
+    ``foreground`` (share of mask pixels), ``boxes`` (the tight box of the
+    mask, ``[x1, y1, x2, y2]`` in pixel edges: the foreground spans columns
+    x1 .. x2 - 1 and rows y1 .. y2 - 1; None (JSON null) for an empty
+    mask), the written file paths, then ``routing`` (when given) and any
+    ``extra`` keys."""
+    # imported here, not at the top: this module itself imports no torch
+    from sera_mm.evaluation.boxes import mask_to_box
     record: Dict[str, Any] = dict(image=image, text=text,
                                   foreground=float(np.mean(
-                                      np.asarray(mask) > 0)), **paths)
+                                      np.asarray(mask) > 0)),
+                                  boxes=mask_to_box(np.asarray(mask) > 0),
+                                  **paths)
     if routing is not None:
         record['routing'] = routing
     record.update(extra)

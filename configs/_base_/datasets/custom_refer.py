@@ -71,5 +71,6 @@ test_dataloader = dict(
         data_prefix=dict(img_path=img_folder),
         test_mode=True,
         pipeline=test_pipeline))
-val_evaluator = dict(type='ReferMetric')
+# masks (mIoU, oIoU, Prec@X) and boxes from masks (BoxAcc@0.5)
+val_evaluator = [dict(type='ReferMetric'), dict(type='ReferBoxMetric')]
 test_evaluator = val_evaluator

@@ -83,8 +83,10 @@ test_dataloader = dict(
     dataset=dict(
         type='ConcatReferDataset', datasets=eval_sets,
         pipeline=test_pipeline))
+# masks (mIoU, oIoU, Prec@X) and boxes from masks (BoxAcc@0.5: referring
+# expression comprehension accuracy) per split
 val_evaluator = dict(
     type='PerSetMetric',
-    metric=[dict(type='ReferMetric')],
-    mean_keys=('mIoU', 'oIoU'))
+    metric=[dict(type='ReferMetric'), dict(type='ReferBoxMetric')],
+    mean_keys=('mIoU', 'oIoU', 'BoxAcc@0.5'))
 test_evaluator = val_evaluator
