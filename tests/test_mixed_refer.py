@@ -342,3 +342,20 @@ def test_mixed_config_trains_and_tests_in_one_run(tmp_path, monkeypatch):
     assert {'mean/mIoU', 'mean/oIoU', 'mean/BoxAcc@0.5'} <= set(metrics)
     train_ds = runner.train_dataloader.dataset
     assert isinstance(train_ds, MixedReferDataset) and len(train_ds) == 3
+
+
+def test_per_set_metric_writes_one_output_file_per_split(tmp_path):
+    gt = np.zeros((4, 4), np.int64)
+    gt[:2, :2] = 1
+    out = tmp_path / 'iou.csv'
+    metric = PerSetMetric(metric=dict(type='ReferMetric',
+                                      output_file=str(out)))
+    metric.process(None, [_sample('refcoco_unc/val', gt, gt, 7),
+                          _sample('refcoco+_unc/testA', gt, gt, 8)])
+    metric.evaluate(2)
+    val = tmp_path / 'iou_refcoco_unc_val.csv'
+    test_a = tmp_path / 'iou_refcoco+_unc_testA.csv'
+    assert val.is_file() and test_a.is_file() and not out.exists()
+    assert val.read_text().splitlines()[1].startswith('7,7,')
+    assert test_a.read_text().splitlines()[1].startswith('8,8,')
+    assert metric.metrics[0].output_file == str(out)  # restored
