@@ -301,10 +301,11 @@ def test_check_leakage_reads_a_config_and_rejects_bad_specs(
     assert 'cris:DATA_ROOT' in capsys.readouterr().out
 
 
-def test_mixed_config_trains_and_tests_in_one_run(tmp_path, monkeypatch):
-    """The tiny model on the mixed dataset config: MixedReferDataset in
-    training, the three val splits at validation, all eight splits in one
-    test run with keys per dataset and split."""
+def test_mixed_config_validates_and_tests_in_one_run(tmp_path, monkeypatch):
+    """The mixed dataset config under mmengine's Runner with the tiny model:
+    MixedReferDataset as the training set, the three val splits in one
+    validation run and all eight splits in one test run, with mask and box
+    keys per dataset and split."""
     from mmengine.runner import Runner
     from sera_mm.utils import register_all_modules
     register_all_modules()
@@ -313,25 +314,27 @@ def test_mixed_config_trains_and_tests_in_one_run(tmp_path, monkeypatch):
     data_cfg = Config.fromfile(str(MIXED_CFG))
     cfg = Config.fromfile(str(REPO / 'configs' / 'sera' /
                               'sera_tiny_synthetic.py'))
-    pipes = dict(train=cfg.train_pipeline, test=cfg.test_pipeline)
-    loader = dict(batch_size=2, num_workers=0, persistent_workers=False)
-    cfg.train_dataloader = dict(
-        data_cfg.train_dataloader, **loader,
-        sampler=dict(type='InfiniteSampler', shuffle=True))
-    cfg.train_dataloader.dataset.pipeline = pipes['train']
+    loader = dict(batch_size=4, num_workers=0, persistent_workers=False)
+    cfg.train_dataloader = dict(data_cfg.train_dataloader, **loader)
+    cfg.train_dataloader.dataset.pipeline = cfg.train_pipeline
     for key in ('val_dataloader', 'test_dataloader'):
         cfg[key] = dict(data_cfg[key], **loader)
-        cfg[key].dataset.pipeline = pipes['test']
+        cfg[key].dataset.pipeline = cfg.test_pipeline
     cfg.val_evaluator = data_cfg.val_evaluator
     cfg.test_evaluator = data_cfg.test_evaluator
-    cfg.train_cfg.max_iters = 2
-    cfg.train_cfg.val_interval = 2
-    cfg.default_hooks.checkpoint.interval = 2
     cfg.work_dir = str(tmp_path / 'work')
     cfg.experiment_name = 'mixed_test_run'
     cfg.visualizer.name = 'mixed_test_run'
+    train = Runner.build_dataloader(cfg.train_dataloader)
+    assert isinstance(train.dataset, MixedReferDataset)
+    assert len(train.dataset) == 3
+    batch = next(iter(train))
+    assert tuple(batch['inputs'][0].shape) == (3, 64, 64)
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    val = runner.val()
+    assert sorted(k for k in val if k.endswith('/count')) == [
+        'refcoco+_unc/val/count', 'refcoco_unc/val/count',
+        'refcocog_umd/val/count']
     metrics = runner.test()
     sets = ['refcoco_unc/val', 'refcoco+_unc/val', 'refcocog_umd/val',
             'refcoco_unc/testA', 'refcoco_unc/testB', 'refcoco+_unc/testA',
@@ -340,8 +343,6 @@ def test_mixed_config_trains_and_tests_in_one_run(tmp_path, monkeypatch):
         assert f'{name}/mIoU' in metrics and metrics[f'{name}/count'] == 1
         assert f'{name}/BoxAcc@0.5' in metrics
     assert {'mean/mIoU', 'mean/oIoU', 'mean/BoxAcc@0.5'} <= set(metrics)
-    train_ds = runner.train_dataloader.dataset
-    assert isinstance(train_ds, MixedReferDataset) and len(train_ds) == 3
 
 
 def test_per_set_metric_writes_one_output_file_per_split(tmp_path):
