@@ -33,7 +33,7 @@ from typing import List, Optional
 _TORCH_FREE_PARENTS = ('sera_mm', 'sera_mm.apis', 'sera_mm.engine',
                        'sera_mm.utils', 'sera_mm.visualization',
                        'sera_mm.datasets', 'sera_mm.datasets.transforms',
-                       'sera_mm.deployment')
+                       'sera_mm.deployment', 'sera_mm.evaluation')
 
 
 def import_torch_free(*names: str) -> List[types.ModuleType]:
