@@ -347,20 +347,48 @@ def load_best_checkpoint(runner) -> dict:
     """Load the best checkpoint a ``CheckpointHook`` with ``save_best``
     kept during training into ``runner.model``, for the final evaluation.
 
+    With several ``save_best`` metrics the first one's best checkpoint is
+    used. Rank 0 decides and tells the others (every rank evaluates the same
+    weights); every rank must then be able to read the file (a shared file
+    system). An ``EMAHook`` swaps its averaged weights in at test time, over
+    whatever is loaded: a warning says so.
+
     Returns:
         ``{'weights': 'best', 'checkpoint': path}`` after loading it, or
         ``{'weights': 'last', 'checkpoint': None}`` (no best checkpoint
         kept: the weights training ended with are evaluated).
+
+    Raises:
+        FileNotFoundError: rank 0 has the best checkpoint and this rank
+            cannot read it.
     """
+    from mmengine.dist import broadcast_object_list, get_world_size
+
     from .pet_checkpoint import load_checkpoint_any
     best = None
     for hook in runner.hooks:
         path = getattr(hook, 'best_ckpt_path', None)
+        if not path:
+            paths = getattr(hook, 'best_ckpt_path_dict', None) or {}
+            path = next((p for p in paths.values() if p), None)
         if path:
             best = str(path)
             break
-    if best is None or not osp.isfile(best):
+    decision = [best if best is not None and osp.isfile(best) else None]
+    if get_world_size() > 1:
+        broadcast_object_list(decision, src=0)
+    best = decision[0]
+    if best is None:
         return dict(weights='last', checkpoint=None)
+    if not osp.isfile(best):
+        raise FileNotFoundError(
+            f'the best checkpoint {best} chosen on rank 0 cannot be read on '
+            f'this rank: the final evaluation needs it on a file system '
+            f'every rank shares')
+    if any(type(h).__name__ == 'EMAHook' for h in runner.hooks):
+        print_log('the final evaluation loads the best checkpoint, but '
+                  'EMAHook swaps in its averaged weights at test time',
+                  logger='current', level=logging.WARNING)
     load_checkpoint_any(runner.model, best)
     print_log(f'final evaluation with the best checkpoint {best}',
               logger='current')

@@ -330,8 +330,10 @@ def read_lavt_pair(sample: Any, size: int
     logits = torch.nn.functional.interpolate(
         logits[None, None], size=(size, size), mode='bilinear',
         align_corners=False)[0, 0]
+    # PIL's NEAREST (LAVT's resize of the ground truth) samples pixel
+    # centres: torch's 'nearest-exact'
     gt = torch.nn.functional.interpolate(
-        gt[None, None], size=(size, size), mode='nearest')[0, 0]
+        gt[None, None], size=(size, size), mode='nearest-exact')[0, 0]
     return sent_id, (logits > 0).numpy(), (gt > 0.5).numpy()
 
 

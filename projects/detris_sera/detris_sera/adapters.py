@@ -309,7 +309,10 @@ class SERAPaperDenseAdapter(DETRISVisualAdapter):
     ``condition='visual'`` (an MLP on GAP(G); hidden width d), soft (no
     top-k, no noise; the paper's "soft routing in the backbone"); the
     experts act on G (before the dense branches), not on G_rich; their
-    BatchNorm follows ``norm_cfg``; initialisation as DETRIS's adapter.
+    BatchNorm follows ``norm_cfg``; DETRIS's layers keep DETRIS's Kaiming
+    initialisation, the experts and the router their own (PyTorch's
+    defaults; the router's last layer near zero, so its first weights are
+    close to uniform).
 
     Args:
         router: router config (``in_channels``, ``text_channels`` and

@@ -2,7 +2,7 @@
 layers (CLIP's text transformer, or a BERT-family encoder)."""
 import copy
 import functools
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch.nn as nn
 from torch import Tensor
@@ -119,6 +119,23 @@ class DETRISTextEncoder(nn.Module):
     @property
     def max_length(self) -> int:
         return self.encoder.max_length
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        self.encoder.max_length = value
+
+    @property
+    def cache_size(self) -> int:
+        """Always 0: the adapters train, so features are never cached."""
+        return 0
+
+    def set_cache_size(self, cache_size: int,
+                       max_bytes: Optional[int] = None) -> None:
+        """Only 0 is accepted (see :attr:`cache_size`)."""
+        if cache_size:
+            raise ValueError(f'{type(self).__name__} cannot cache features '
+                             f'(its adapters change them); got cache_size='
+                             f'{cache_size}')
 
     @property
     def tokenizer(self):

@@ -159,12 +159,14 @@ class ExpertRouter(nn.Module):
 
     - :meth:`balance_loss` ``'cv'``: the paper's ``CV(usage)^2``, the
       squared coefficient of variation (population variance) of the
-      expert usage *as dispatched*: ``U_e = mean_n g_ne`` over the gates
-      the experts were mixed with (post-top-k, differentiable),
-      ``E * sum_e U_e^2 / (sum_e U_e)^2 - 1``: 0 for uniform usage, E - 1
-      for one expert taking all; a top-2 router that dispatches everything
-      to the same 2 of 4 experts scores 1. Without top-k the gates are the
-      probabilities and this equals ``'cv_probs'``;
+      expert usage *as dispatched*, ``E * sum_e U_e^2 - 1`` with ``U_e``
+      the share of rows that selected expert e (divided by k): 0 for
+      uniform usage, E - 1 for one expert taking all; a top-2 router that
+      dispatches everything to the same 2 of 4 experts scores 1. The
+      dispatch has no gradient (and renormalised top-k gates none towards
+      unselected experts), so the gradient flows straight through the
+      importance ``P_e`` (``U + P - stopgrad(P)``). Without top-k
+      ``U = P`` and this equals ``'cv_probs'``;
       ``'cv_probs'``: the same on the pre-top-k importance ``P_e`` (blind to
       a top-k dispatch that collapses while the probabilities stay
       spread: 0.04 in the example above);
@@ -454,10 +456,17 @@ class ExpertRouter(nn.Module):
         if self.balance == 'cv_probs':
             return e * importance.pow(2).sum() - 1.0
         if self.balance == 'cv':
-            gates = state.gates
-            usage = _flat(gates if gates is not None else probs).mean(0)
-            total = usage.sum().clamp_min(1e-12)
-            return e * usage.pow(2).sum() / total.pow(2) - 1.0
+            # value: CV^2 of the usage as dispatched (the share of rows
+            # each expert was selected for, from the top-k mask); gradient:
+            # straight through the importance, because the dispatch itself
+            # has none towards experts that were not selected (renormalised
+            # top-k gates give a collapsed router a zero gradient)
+            if state.mask is not None:
+                dispatch = _flat(state.mask).mean(0) / float(self.top_k)
+                usage = dispatch.detach() + importance - importance.detach()
+            else:
+                usage = importance
+            return e * usage.pow(2).sum() - 1.0
         if state.mask is not None:
             chosen = _flat(state.mask)
             dispatch = chosen.mean(0) / float(self.top_k)

@@ -63,13 +63,14 @@ def mix_experts(experts: Sequence[nn.Module], x: Tensor,
             continue
         y = expert(x.index_select(0, idx))
         w = weights.index_select(0, idx)[:, e]
-        y = y * w.reshape((-1, ) + (1, ) * (y.dim() - 1)).to(y.dtype)
+        y = y * w.reshape((-1, ) + (1, ) * (y.dim() - 1))
         parts.append((idx, y))
     out = None
     if parts:
         # experts may return different dtypes under autocast (one runs a
-        # float32-only op, another a float16 matmul): scatter into the
-        # promoted dtype, as the dense sum would
+        # float32-only op, another a float16 matmul): the products with the
+        # weights are promoted as in the dense sum, and scattered into the
+        # dtype they promote to together
         dtype = parts[0][1].dtype
         for _, y in parts[1:]:
             dtype = torch.promote_types(dtype, y.dtype)
