@@ -484,3 +484,10 @@ def test_every_project_config_loads():
         assert 'projects.detris_sera.detris_sera' in \
             cfg.custom_imports['imports']
         assert MODELS.get(cfg.model.neck.type) is not None
+
+
+def test_dinov2_backbone_refuses_activation_checkpointing_with_adapters():
+    cfg = Config.fromfile(TINY).model.backbone.to_dict()
+    cfg.update(text_channels=32, with_cp=True)
+    with pytest.raises(ValueError, match='with_cp'):
+        MODELS.build(cfg)

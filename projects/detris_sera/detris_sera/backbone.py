@@ -29,6 +29,9 @@ class DETRISDINOv2Backbone(DINOv2Backbone):
     Outputs as :class:`DINOv2Backbone` (DETRIS: ``out_indices=(4, 8, 11)``,
     the last one through the final layernorm).
 
+    Activation checkpointing (``with_cp``) is refused with adapters: the
+    recomputed block would run its adapter (and its BatchNorm) again.
+
     Args:
         adapter_scale: the factor of the adapter's term (DETRIS: 0.2).
         *args, **kwargs: :class:`DINOv2Backbone` arguments.
@@ -36,6 +39,11 @@ class DETRISDINOv2Backbone(DINOv2Backbone):
 
     def __init__(self, *args, adapter_scale: float = 0.2, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if self.with_cp and len(self.adapters):
+            # recomputing a block would run its hooked adapter (and its
+            # BatchNorm statistics) again, with the latest forward's text
+            raise ValueError(f'{type(self).__name__}: with_cp=True is not '
+                             f'supported with adapters beside the MLP')
         self.adapter_scale = float(adapter_scale)
         self._context = ForwardContext()
         layers = self.encoder.encoder.layer
