@@ -189,13 +189,16 @@ def compile_model_methods(model: torch.nn.Module,
             (:func:`check_compile_supported`).
     """
     from mmengine.model import is_model_wrapper
-    check_compile_supported()
     inner = model.module if is_model_wrapper(model) else model
+    methods = {}
     for name in names:
         method = getattr(inner, name, None)
         if not callable(method):
             raise AttributeError(f'{type(inner).__name__} has no method '
                                  f'{name!r} to compile')
+        methods[name] = method
+    check_compile_supported()
+    for name, method in methods.items():
         setattr(inner, name, torch.compile(method, **(options or {})))
     return inner
 
