@@ -1,20 +1,7 @@
 # ETRIS's RefCOCO recipe (kkakkkka/ETRIS, config/refcoco/bridge_v16.yaml):
-# Adam, lr 1e-4, no weight decay (weight_decay: 0.), no gradient clipping
-# (max_norm: 0.), 50 epochs with x0.1 at epoch 35 (milestones: [35],
-# lr_decay: 0.1), total batch 32 (batch_size: 32), SyncBN (sync_bn: True),
-# seed 0 (manual_seed: 0), validation every epoch (evaluate: True).
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='Adam', lr=1e-4, betas=(0.9, 0.999),
-                   weight_decay=0.0))
-param_scheduler = [
-    dict(type='MultiStepLR', by_epoch=True, begin=0, end=50,
-         milestones=[35], gamma=0.1)
-]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=50, val_interval=1)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-# the batch the learning rate was set for (tools/train.py --auto-scale-lr)
-auto_scale_lr = dict(enable=False, base_batch_size=32)
-sync_bn = 'torch'
-randomness = dict(seed=0)
+# CRIS's (schedule_cris_50e_refcoco.py: Adam, lr 1e-4, no weight decay,
+# no gradient clipping, 50 epochs with x0.1 at epoch 35, SyncBN, seed 0,
+# validation every epoch) with a total batch of 32 (batch_size: 32) and
+# the encoders at the base learning rate (lr_multi: 1).
+_base_ = ['./schedule_cris_50e_refcoco.py']
+auto_scale_lr = dict(base_batch_size=32)
