@@ -17,7 +17,7 @@ Written from DETRIS's paper and the facts of its public configuration
 (widths, branch sizes, placement, scale); no code is taken from it.
 """
 import copy
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from torch import Tensor
 
+from sera_mm.models.layers import check_text_features, check_token_layout
 from sera_mm.models.routers.mixture import mix_experts
 from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
@@ -165,32 +166,6 @@ class GridWordAttention(nn.Module):
         return self.back_proj(out)
 
 
-def _check_tokens(name: str, tokens: Tensor, channels: int,
-                  hw: Sequence[int], num_prefix: int,
-                  text: TextFeatures, text_channels: int) -> Tuple[int, int]:
-    if tokens.dim() != 3 or tokens.shape[2] != channels:
-        raise ValueError(f'{name}: tokens must have shape (B, N, {channels})'
-                         f', got {tuple(tokens.shape)}')
-    if len(hw) != 2:
-        raise ValueError(f'{name}: hw must be (h, w), got {hw!r}')
-    h, w = int(hw[0]), int(hw[1])
-    if num_prefix < 0 or tokens.shape[1] != num_prefix + h * w:
-        raise ValueError(
-            f'{name}: token count N={tokens.shape[1]} must equal num_prefix '
-            f'({num_prefix}) + h*w ({h}*{w}={h * w})')
-    words = text.words
-    if words.dim() != 3 or words.shape[2] != text_channels or \
-            words.shape[0] != tokens.shape[0]:
-        raise ValueError(
-            f'{name}: text.words must have shape ({tokens.shape[0]}, L, '
-            f'{text_channels}), got {tuple(words.shape)}')
-    if tuple(text.pad_mask.shape) != tuple(words.shape[:2]):
-        raise ValueError(f'{name}: text.pad_mask must have shape '
-                         f'{tuple(words.shape[:2])}, got '
-                         f'{tuple(text.pad_mask.shape)}')
-    return h, w
-
-
 @MODELS.register_module()
 class DETRISVisualAdapter(nn.Module):
     """DETRIS's dense aligner for a vision transformer's (or CNN's) tokens.
@@ -269,8 +244,11 @@ class DETRISVisualAdapter(nn.Module):
     def delta(self, tokens: Tensor, hw: Sequence[int], num_prefix: int,
               text: TextFeatures) -> Tensor:
         """The adapter's output for tokens (B, N, C) -> (B, N, C)."""
-        h, w = _check_tokens(type(self).__name__, tokens, self.in_channels,
-                             hw, num_prefix, text, self.text_channels)
+        name = type(self).__name__
+        h, w = check_token_layout(tokens, self.in_channels, hw, num_prefix,
+                                  name)
+        check_text_features(text, tokens.shape[0], self.text_channels, name,
+                            sentence=False)
         b = tokens.shape[0]
         x0 = F.relu(self.fc1(tokens))  # (B, N, d)
         grid = x0[:, num_prefix:].transpose(1, 2).reshape(b, -1, h, w)

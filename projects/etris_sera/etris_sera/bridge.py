@@ -7,6 +7,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from sera_mm.structures import TextFeatures
+from sera_mm.models.layers import check_text_features, check_token_layout
 from sera_mm.registry import MODELS
 
 
@@ -87,30 +88,9 @@ class ETRISBridge(nn.Module):
 
     def _check_inputs(self, tokens: Tensor, hw: Tuple[int, int],
                       num_prefix: int, text: TextFeatures) -> None:
-        if tokens.dim() != 3 or tokens.shape[2] != self.in_channels:
-            raise ValueError(
-                f'tokens must have shape (B, N, {self.in_channels}), got '
-                f'{tuple(tokens.shape)}')
-        if len(hw) != 2:
-            raise ValueError(f'hw must be (h, w), got {hw!r}')
-        h, w = int(hw[0]), int(hw[1])
-        n = tokens.shape[1]
-        if num_prefix < 0 or n != num_prefix + h * w:
-            raise ValueError(
-                f'token count N={n} must equal num_prefix ({num_prefix}) + '
-                f'h*w ({h}*{w}={h * w}) = {num_prefix + h * w}')
-        words, pad_mask = text.words, text.pad_mask
-        if words.dim() != 3 or words.shape[2] != self.text_channels:
-            raise ValueError(
-                f'text.words must have shape (B, L, {self.text_channels}), '
-                f'got {tuple(words.shape)}')
-        if words.shape[0] != tokens.shape[0]:
-            raise ValueError(f'text batch ({words.shape[0]}) must equal '
-                             f'tokens batch ({tokens.shape[0]})')
-        if tuple(pad_mask.shape) != tuple(words.shape[:2]):
-            raise ValueError(
-                f'text.pad_mask must have shape {tuple(words.shape[:2])} '
-                f'(B, L), got {tuple(pad_mask.shape)}')
+        check_token_layout(tokens, self.in_channels, hw, num_prefix)
+        check_text_features(text, tokens.shape[0], self.text_channels,
+                            sentence=False)
 
     def forward(self, tokens: Tensor, hw: Tuple[int, int], num_prefix: int,
                 text: TextFeatures) -> Tensor:

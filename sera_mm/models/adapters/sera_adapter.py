@@ -11,7 +11,8 @@ from sera_mm.models.routers import ExpertRouter  # noqa: F401 (registers)
 from sera_mm.models.routers.mixture import mix_experts
 from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
-from sera_mm.models.layers import WordCrossAttention
+from sera_mm.models.layers import (WordCrossAttention, check_text_features,
+                                   check_token_layout)
 from .experts import build_experts, expert_name
 
 
@@ -98,29 +99,9 @@ class SERAAdapter(nn.Module):
 
     def _check_inputs(self, tokens: Tensor, hw: Tuple[int, int],
                       num_prefix: int, text: TextFeatures) -> None:
-        if tokens.dim() != 3 or tokens.shape[2] != self.in_channels:
-            raise ValueError(
-                f'tokens must have shape (B, N, {self.in_channels}), got '
-                f'{tuple(tokens.shape)}')
-        if len(hw) != 2:
-            raise ValueError(f'hw must be (h, w), got {hw!r}')
-        h, w = int(hw[0]), int(hw[1])
-        n = tokens.shape[1]
-        if num_prefix < 0 or n != num_prefix + h * w:
-            raise ValueError(
-                f'token count N={n} must equal num_prefix ({num_prefix}) + '
-                f'h*w ({h}*{w}={h * w}) = {num_prefix + h * w}')
-        b = tokens.shape[0]
-        if text.words.shape[0] != b or text.sentence.shape[0] != b:
-            raise ValueError(
-                f'text batch (words {text.words.shape[0]}, sentence '
-                f'{text.sentence.shape[0]}) must equal tokens batch ({b})')
-        if (text.words.shape[-1] != self.text_channels
-                or text.sentence.shape[-1] != self.text_channels):
-            raise ValueError(
-                f'text channels must be {self.text_channels}, got words '
-                f'{tuple(text.words.shape)}, sentence '
-                f'{tuple(text.sentence.shape)}')
+        check_token_layout(tokens, self.in_channels, hw, num_prefix)
+        check_text_features(text, tokens.shape[0], self.text_channels,
+                            pad_mask=False)
 
     def _to_grid(self, tokens: Tensor, hw: Tuple[int, int],
                  num_prefix: int) -> Tensor:
