@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from torch import Tensor
 
+from sera_mm.models.adapters.paper_adapter import scaled_expert_weights
 from sera_mm.models.layers import check_text_features, check_token_layout
 from sera_mm.models.routers.mixture import mix_experts
 from sera_mm.structures import TextFeatures
@@ -346,10 +347,9 @@ class SERAPaperDenseAdapter(DETRISVisualAdapter):
     def refine(self, grid: Tensor, rich: Tensor,
                text: TextFeatures) -> Tensor:
         """G_corr = G_rich + a_s w_s S(G) + a_b w_b B(G)."""
-        weights = self.router(grid, text.sentence)  # (B, 2)
-        coeffs = weights.new_tensor(self.expert_coefficients)
-        coeffs = coeffs.reshape((1, -1) + (1, ) * (weights.dim() - 2))
-        return rich + mix_experts(self.experts, grid, weights * coeffs)
+        scaled = scaled_expert_weights(self.router, self.expert_coefficients,
+                                       grid, text.sentence)
+        return rich + mix_experts(self.experts, grid, scaled)
 
 
 @MODELS.register_module()

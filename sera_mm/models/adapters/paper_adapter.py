@@ -1,5 +1,8 @@
 """SERAPaperAdapter: the SERA paper's own adapter design (arXiv
 2603.12538), with the same contract as :class:`SERAAdapter`."""
+from typing import Sequence
+
+import torch.nn as nn
 from torch import Tensor
 
 from sera_mm.models.routers.mixture import mix_experts
@@ -11,6 +14,23 @@ from .sera_adapter import SERAAdapter
 #: The paper's router for the adapter: logits from the grid only,
 #: ``r = W2 act(W1 GAP(G))``.
 PAPER_ADAPTER_ROUTER = dict(type='ExpertRouter', condition='visual')
+
+
+def scaled_expert_weights(router: nn.Module, coefficients: Sequence[float],
+                          grid: Tensor, sentence: Tensor) -> Tensor:
+    """The paper's routed weights times its fixed coefficients,
+    ``[a_s * w_s, a_b * w_b]``: (B, E) or (B, E, h, w), the weights
+    :func:`mix_experts` mixes the adapter's experts with.
+
+    Args:
+        router: the adapter's router over the E experts.
+        coefficients: the E fixed factors (the paper's 0.25 and 0.15).
+        grid: G, (B, d, h, w).
+        sentence: (B, C_t).
+    """
+    weights = router(grid, sentence)  # (B, E) | (B, E, h, w)
+    coeffs = weights.new_tensor(tuple(coefficients))
+    return weights * coeffs.reshape((1, -1) + (1, ) * (weights.dim() - 2))
 
 
 @MODELS.register_module()
@@ -108,14 +128,12 @@ class SERAPaperAdapter(SERAAdapter):
 
     def _refine_grid(self, grid: Tensor, text: TextFeatures) -> Tensor:
         """G (B, d, h, w) -> G_corr (B, d, h, w)."""
-        weights = self.router(grid, text.sentence)  # (B, 2) | (B, 2, h, w)
-        coeffs = weights.new_tensor(self.expert_coefficients)
-        coeffs = coeffs.reshape((1, -1) + (1, ) * (weights.dim() - 2))
-        scaled = weights * coeffs
+        scaled = scaled_expert_weights(self.router, self.expert_coefficients,
+                                       grid, text.sentence)
         out = self.multiscale(grid)
         if bool((scaled == 0).all()):  # e.g. top-1 onto a 0-weight expert
             return out
         return out + mix_experts(self.experts, grid, scaled)
 
 
-__all__ = ['SERAPaperAdapter', 'PAPER_ADAPTER_ROUTER']
+__all__ = ['SERAPaperAdapter', 'PAPER_ADAPTER_ROUTER', 'scaled_expert_weights']
