@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional
 from mmengine.logging import print_log
 
 from sera_mm.registry import DATASETS
-from .refer_dataset import ReferDataset, read_json
+from .refer_dataset import ReferDataset
 
 GREF_LAYOUT_EXAMPLE = ('data/grefcoco/grefs(unc).json, data/grefcoco/'
                        'instances.json, images under data/coco/train2014 '
@@ -122,17 +122,6 @@ class GReferDataset(ReferDataset):
                 f'{self.ann_file} and the images under '
                 f'{self.data_prefix.get("img_path", "")} (e.g. '
                 f'{GREF_LAYOUT_EXAMPLE})')
-
-    def _read_refs(self) -> List[dict]:
-        if not self.refs_file.lower().endswith('.json'):
-            return super()._read_refs()  # a pickle, plain data only
-        path = self._require(osp.join(self.data_root, self.refs_file),
-                             'refs file')
-        refs = read_json(path, 'a JSON list of refs')
-        if not isinstance(refs, list):
-            raise ValueError(f'{path}: expected a JSON list of refs, got '
-                             f'{type(refs).__name__}')
-        return refs
 
     def _ann_ids(self, ref: dict) -> List[int]:
         """The ref's annotation ids, checked; ``[]`` for no target."""

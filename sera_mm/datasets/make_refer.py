@@ -60,6 +60,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from sera_mm.utils.file_io import atomic_write_json
+from sera_mm.evaluation.boxes import mask_to_box
 from .cris_dataset import read_mask_png
 from .refer_dataset import SPLITS, check_text, read_json
 from .transforms.loading import decode_segmentation
@@ -164,10 +165,9 @@ def image_size(path: str) -> Tuple[int, int]:
 
 def mask_box(mask: np.ndarray) -> List[float]:
     """COCO box ``[x, y, w, h]`` of the foreground pixels (each pixel a
-    unit square)."""
-    ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()),
-            float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+    unit square; :func:`sera_mm.evaluation.boxes.mask_to_box`)."""
+    x1, y1, x2, y2 = mask_to_box(mask)
+    return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
 
 
 def mask_rle(mask: np.ndarray) -> dict:
