@@ -279,6 +279,25 @@ class ReferMetric(BaseMetric):
                   f'{path}', logger='current')
 
 
+def _required_maps(sample: Any, fields: Sequence[str], metric: str
+                   ) -> Tuple[Any, List[np.ndarray]]:
+    """``(sent_id, [(H, W) array of each field])``.
+
+    Raises:
+        KeyError: a field is missing (naming ``metric``, the field and the
+            sample).
+    """
+    sent_id = _get(sample, 'sent_id')
+    maps = []
+    for field in fields:
+        data = _mask_data(sample, field)
+        if data is None:
+            raise KeyError(f'{metric} needs "{field}" with "data" in sample '
+                           f'sent_id={sent_id!r}')
+        maps.append(_to_numpy_2d(data, field, sent_id))
+    return sent_id, maps
+
+
 def read_mask_pair(sample: Any, metric: str
                    ) -> Tuple[Any, np.ndarray, np.ndarray]:
     """``(sent_id, pred, gt)`` of one evaluated sample, both boolean (H, W)
@@ -289,15 +308,9 @@ def read_mask_pair(sample: Any, metric: str
             message names ``metric`` and the sample).
         ValueError: their shapes differ.
     """
-    sent_id = _get(sample, 'sent_id')
-    pred = _mask_data(sample, 'pred_sem_seg')
-    gt = _mask_data(sample, 'gt_sem_seg')
-    if pred is None or gt is None:
-        missing = 'pred_sem_seg' if pred is None else 'gt_sem_seg'
-        raise KeyError(f'{metric} needs "{missing}" with "data" in sample '
-                       f'sent_id={sent_id!r}')
-    pred = _to_numpy_2d(pred, 'pred_sem_seg', sent_id) > 0
-    gt = _to_numpy_2d(gt, 'gt_sem_seg', sent_id) > 0
+    sent_id, (pred, gt) = _required_maps(sample, ('pred_sem_seg',
+                                                 'gt_sem_seg'), metric)
+    pred, gt = pred > 0, gt > 0
     if pred.shape != gt.shape:
         raise ValueError(
             f'sample sent_id={sent_id!r}: pred_sem_seg shape '
@@ -316,17 +329,10 @@ def read_lavt_pair(sample: Any, size: int
     Raises:
         KeyError: ``seg_logits`` or ``gt_sem_seg`` is missing.
     """
-    sent_id = _get(sample, 'sent_id')
-    logits = _mask_data(sample, 'seg_logits')
-    gt = _mask_data(sample, 'gt_sem_seg')
-    if logits is None or gt is None:
-        missing = 'seg_logits' if logits is None else 'gt_sem_seg'
-        raise KeyError(f'ReferMetric(protocol="lavt") needs "{missing}" '
-                       f'with "data" in sample sent_id={sent_id!r}')
-    logits = torch.as_tensor(
-        _to_numpy_2d(logits, 'seg_logits', sent_id).astype(np.float32))
-    gt = torch.as_tensor(
-        (_to_numpy_2d(gt, 'gt_sem_seg', sent_id) > 0).astype(np.float32))
+    sent_id, (logits, gt) = _required_maps(
+        sample, ('seg_logits', 'gt_sem_seg'), 'ReferMetric(protocol="lavt")')
+    logits = torch.as_tensor(logits.astype(np.float32))
+    gt = torch.as_tensor((gt > 0).astype(np.float32))
     logits = torch.nn.functional.interpolate(
         logits[None, None], size=(size, size), mode='bilinear',
         align_corners=False)[0, 0]
