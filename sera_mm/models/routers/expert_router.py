@@ -34,16 +34,15 @@ class _Live:
         self.logits: Optional[Tensor] = None
         self.probs: Optional[Tensor] = None
         self.mask: Optional[Tensor] = None
-        self.gates: Optional[Tensor] = None
 
     def clear(self) -> None:
-        self.logits = self.probs = self.mask = self.gates = None
+        self.logits = self.probs = self.mask = None
 
     def __deepcopy__(self, memo: dict) -> '_Live':
         return _Live()
 
     def __getstate__(self) -> dict:
-        return {'logits': None, 'probs': None, 'mask': None, 'gates': None}
+        return {'logits': None, 'probs': None, 'mask': None}
 
 
 class RoutingOutput(NamedTuple):
@@ -422,7 +421,6 @@ class ExpertRouter(nn.Module):
         weights = probs
         if self.top_k is not None and self.top_k < e:
             weights = self._gates(probs, noisy32)
-        self._live.gates = weights
         _record(RoutingOutput(self, logits32, probs, weights,
                               self._live.mask))
         weights = weights.to(visual.dtype)
