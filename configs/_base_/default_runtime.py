@@ -6,6 +6,11 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     # 'nccl' on GPUs; the launchers switch to 'gloo' on CPU.
     dist_cfg=dict(backend='nccl'),
+    # glibc malloc keeps freed memory for the next step instead of giving
+    # it back to the kernel and faulting it in again (no effect on results;
+    # None leaves the allocator alone): sera_mm/utils/allocator.py
+    malloc=dict(mmap_threshold=32 * 1024**2, trim_threshold=1024**3,
+                top_pad=256 * 1024**2),
 )
 vis_backends = [dict(type='LocalVisBackend')]
 # MMSegmentation's local visualizer, drawing referring pictures (image +

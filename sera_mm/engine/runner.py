@@ -7,6 +7,7 @@ from typing import Iterable, Tuple
 from mmengine.runner import Runner
 
 from sera_mm.registry import RUNNERS
+from sera_mm.utils.allocator import apply_malloc_cfg
 
 #: Console records that start with one of these go to the log file only:
 #: mmengine's environment report, the full config and the hook table, and
@@ -67,7 +68,15 @@ def silence_known_warnings() -> None:
 class QuietConsoleRunner(Runner):
     """mmengine's Runner with a quiet console: its environment report, the
     full config and the hook table are written to the log file
-    (``<work_dir>/<timestamp>/<timestamp>.log``) but not to the console."""
+    (``<work_dir>/<timestamp>/<timestamp>.log``) but not to the console.
+
+    It also applies ``env_cfg.malloc`` (glibc ``malloc`` settings, see
+    :mod:`sera_mm.utils.allocator`) before the data loader workers fork.
+    """
+
+    def setup_env(self, env_cfg: dict) -> None:
+        apply_malloc_cfg(env_cfg.get('malloc'))
+        super().setup_env(env_cfg)
 
     def build_logger(self, *args, **kwargs):
         logger = super().build_logger(*args, **kwargs)
