@@ -11,11 +11,18 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 model = dict(
+    # the image path in channels-last (NHWC) memory format: faster
+    # convolutions on CPUs, same predictions up to float rounding
+    channels_last=True,
     # frozen text encoder; its features are cached per expression
     text_encoder=dict(trainable='none', cache_size=20000),
     # blocks 0-6 frozen outright (the stride-8 tap is a fixed feature), so
-    # the backward pass stops at block 7; norm/bias of 7-18 + adapters train
-    backbone=dict(frozen_stages=7),
+    # the backward pass stops at block 7; norm/bias of 7-18 + adapters train.
+    # The frozen prefix runs once per distinct image and is then served from
+    # a bounded cache (~51 KB per image at 160 px; the pipeline has no
+    # photometric augmentation, so every repeat of an image is a hit)
+    backbone=dict(frozen_stages=7, prefix_cache=4096,
+                  prefix_cache_bytes=512 * 1024 * 1024),
     neck=dict(channels=96),
     decode_head=dict(
         channels=96, ffn_channels=192, dropout=0.0, num_upsample=1))
