@@ -211,7 +211,7 @@ def test_channels_last_option_same_loss_and_gradients():
     from sera_mm.registry import MODELS
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
     sys.path.insert(0, osp.join(root, 'tools', 'analysis'))
-    import benchmark_harness as bm
+    from benchmark.subjects import synthetic_batch
     cfg = Config.fromfile(osp.join(
         root, 'configs', 'sera',
         'sera_mnv2-minilm_synthetic.py')).model.to_dict()
@@ -227,7 +227,7 @@ def test_channels_last_option_same_loss_and_gradients():
     # eval: no dropout, whose masks follow the memory layout
     a.eval()
     b.eval()
-    data = a.data_preprocessor(bm.synthetic_batch(2, 64, with_gt=True), True)
+    data = a.data_preprocessor(synthetic_batch(2, 64, with_gt=True), True)
     seen = []
     hook = b.backbone.register_forward_pre_hook(
         lambda m, args: seen.append(args[0].is_contiguous(
