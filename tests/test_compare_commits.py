@@ -51,3 +51,27 @@ def test_compare_commits_errors(tmp_path, capsys):
     assert 'is not a commit' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         tool.main(['HEAD', '--iters', '3', '--skip', '3'])
+
+
+def test_compare_evaluation_with_itself(tmp_path):
+    """--test-checkpoint: both sides run tools/test.py on the same
+    checkpoint; the report holds whole-process seconds and their ratio."""
+    tool = _tool()
+    config = 'configs/sera/sera_tiny_synthetic.py'
+    data = str(tmp_path / 'data')
+    tool.run_side(ROOT, config, str(tmp_path / 'train'), 2, 1, data, [])
+    checkpoint = tmp_path / 'train' / 'iter_2.pth'
+    assert checkpoint.is_file()
+    report = tool.compare('HEAD', config=config, pairs=1, threads=1,
+                          data_root=data, out_dir=str(tmp_path / 'out'),
+                          test_checkpoint=str(checkpoint), test_split='val')
+    pair, = report['pairs']
+    assert pair['this_s'] > 0 and pair['rev_s'] > 0
+    assert report['ratio']['median'] == pytest.approx(
+        pair['rev_s'] / pair['this_s'])
+    md = (tmp_path / 'out' / 'compare_commits.md').read_text()
+    assert '`tools/test.py` of `iter_2.pth` on val' in md
+    assert ' s, ratio ' in md
+    with pytest.raises(FileNotFoundError, match='--test-checkpoint'):
+        tool.compare('HEAD', config=config, test_checkpoint=str(
+            tmp_path / 'missing.pth'), out_dir=str(tmp_path / 'out'))

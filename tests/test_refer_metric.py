@@ -30,10 +30,13 @@ def _mask(rows=None, cols=None, pixels=None, value=1):
     return m
 
 
-def _sample(pred, gt, sent_id, expr_type=None, ref_id=None):
+def _sample(pred, gt, sent_id, expr_type=None, ref_id=None, image_id=None):
     """What mmengine's Evaluator hands to ``process``: a plain dict."""
-    return dict(pred_sem_seg=dict(data=pred), gt_sem_seg=dict(data=gt),
-                sent_id=sent_id, ref_id=ref_id, expr_type=expr_type)
+    sample = dict(pred_sem_seg=dict(data=pred), gt_sem_seg=dict(data=gt),
+                  sent_id=sent_id, ref_id=ref_id, expr_type=expr_type)
+    if image_id is not None:
+        sample['image_id'] = image_id
+    return sample
 
 
 def _hand_samples():
@@ -213,8 +216,9 @@ def test_output_files(tmp_path):
     lines = jsonl.read_text().strip().splitlines()
     assert len(lines) == 5
     first = json.loads(lines[0])
-    assert first == dict(sent_id=10, ref_id=1, expr_type='attribute',
-                         intersection=4, union=8, iou=0.5)
+    assert first == dict(sent_id=10, ref_id=1, image_id=None,
+                         expr_type='attribute', intersection=4, union=8,
+                         iou=0.5)
     assert [json.loads(ln)['iou'] for ln in lines[:4]] == [0.5, 1.0, 0.75, 0]
     assert json.loads(lines[-1])['summary'] == pytest.approx(out)
 
@@ -226,11 +230,29 @@ def test_output_files(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r['sent_id'] for r in rows] == ['10', '11', '12', '13']
     assert [float(r['iou']) for r in rows] == [0.5, 1.0, 0.75, 0.0]
+    assert [r['ref_id'] for r in rows] == ['1', '1', '2', '3']
     summary = json.loads((tmp_path / 'ious_summary.json').read_text())
     assert summary == pytest.approx(out)
     # no temporary files left behind by the atomic writes
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         'ious.csv', 'ious_summary.json', 'out']
+
+
+def test_output_carries_the_image_of_each_expression(tmp_path):
+    """The per-expression CSV names each expression's image (the cluster
+    the paired comparisons' bootstrap resamples)."""
+    gt = _mask((0, 2), (0, 2))
+    samples = [_sample(gt, gt, sent_id=i, ref_id=i // 2, image_id=100 + i // 3)
+               for i in range(4)]
+    path = tmp_path / 'ious.csv'
+    metric = ReferMetric(output_file=str(path))
+    metric.process({}, samples)
+    metric.evaluate(4)
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert [r['image_id'] for r in rows] == ['100', '100', '100', '101']
+    assert list(rows[0]) == ['sent_id', 'ref_id', 'image_id', 'expr_type',
+                             'intersection', 'union', 'iou']
 
 
 def _gather_like_mmengine(parts, size):

@@ -56,8 +56,9 @@ from mmengine.logging import print_log
 from sera_mm.utils.file_io import atomic_write_bytes
 from sera_mm.registry import METRICS
 
-#: One stored result: (intersection, union, expr_type, sent_id, ref_id).
-ReferResult = Tuple[int, int, Optional[str], Any, Any]
+#: One stored result: (intersection, union, expr_type, sent_id, ref_id,
+#: image_id).
+ReferResult = Tuple[int, int, Optional[str], Any, Any, Any]
 
 DEFAULT_THRESHOLDS: Tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -125,8 +126,8 @@ class ReferMetric(BaseMetric):
 
     Each data sample must hold ``pred_sem_seg.data`` and ``gt_sem_seg.data``,
     both (1, H, W) at the original image resolution (values > 0 are
-    foreground); metainfo ``sent_id``, ``ref_id`` and ``expr_type`` are used
-    when present. Keys have no prefix: ``mIoU``, ``oIoU``, ``Prec@0.5``, ...,
+    foreground); metainfo ``sent_id``, ``ref_id``, ``image_id`` and
+    ``expr_type`` are used when present. Keys have no prefix: ``mIoU``, ``oIoU``, ``Prec@0.5``, ...,
     ``<expr_type>/mIoU``, ..., ``<expr_type>/count``, and ``count`` (the
     number of evaluated expressions; last, so ``save_best='auto'`` still
     picks ``mIoU``).
@@ -135,8 +136,9 @@ class ReferMetric(BaseMetric):
         thresholds: IoU thresholds of the ``Prec@X`` keys (strict ``>``).
         output_file: when given, ``compute_metrics`` writes the per-sample
             IoUs and the summary there (atomically). ``*.csv`` gives a CSV of
-            ``sent_id, ref_id, expr_type, intersection, union, iou`` plus a
-            ``<stem>_summary.json`` beside it; any other name gives JSON lines
+            ``sent_id, ref_id, image_id, expr_type, intersection, union,
+            iou`` (the image is what the paired comparisons' bootstrap
+            resamples) plus a ``<stem>_summary.json`` beside it; any other name gives JSON lines
             (one object per sample, then ``{"summary": {...}}``).
         collect_device: 'cpu' or 'gpu', where results are gathered.
         prefix: key prefix (default none, so keys are exactly ``mIoU`` ...).
@@ -203,7 +205,8 @@ class ReferMetric(BaseMetric):
             expr_type = None if expr_type is None else str(expr_type)
             self.results.append(
                 (inter, union, expr_type, _plain(sent_id),
-                 _plain(_get(sample, 'ref_id'))))
+                 _plain(_get(sample, 'ref_id')),
+                 _plain(_get(sample, 'image_id'))))
 
     def compute_metrics(self, results: List[ReferResult]) -> Dict[str, float]:
         """Overall and per-expression-type metrics (percent) from the
@@ -257,7 +260,9 @@ class ReferMetric(BaseMetric):
         """Write per-sample IoUs and the summary to ``self.output_file``."""
         path = str(self.output_file)
         records = [
-            OrderedDict(sent_id=r[3], ref_id=r[4], expr_type=r[2],
+            OrderedDict(sent_id=r[3], ref_id=r[4],
+                        image_id=r[5] if len(r) > 5 else None,
+                        expr_type=r[2],
                         intersection=r[0], union=r[1], iou=float(iou))
             for r, iou in zip(results, ious)
         ]

@@ -1,9 +1,11 @@
-"""Time the real training loop of this checkout against a git revision.
+"""Time the real training loop (or the evaluation) of this checkout against
+a git revision.
 
     python tools/analysis/compare_commits.py REV \
         [--config configs/sera/sera_mnv2-minilm_synthetic.py] \
         [--pairs 3] [--iters 60] [--skip 20] [--threads 2] \
-        [--data-root data/synthetic] [--out-dir DIR] [--keep]
+        [--data-root data/synthetic] [--out-dir DIR] [--keep] \
+        [--test-checkpoint CKPT [--test-split val]]
 
 REV is checked out into a temporary git worktree. Then, ``--pairs`` times,
 ``tools/train.py CONFIG`` runs for ``--iters`` iterations once from this
@@ -17,6 +19,11 @@ min, median and max of the ratios and of each side's time per iteration,
 and writes ``compare_commits.md`` and ``.json`` to ``--out-dir``. Pairs in
 alternation cancel most of the machine's drift; quote the ratio, not the
 absolute times.
+
+With ``--test-checkpoint CKPT``, each run is ``tools/test.py CONFIG CKPT`` on
+``--test-split`` instead (the same checkpoint file for both sides), timed
+as the whole process (start-up, data, model, metric, pictures): the cost of
+an evaluation, such as the final evaluation of a training run.
 """
 import argparse
 import glob
@@ -28,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -58,6 +66,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='extra key=value options for both sides')
     parser.add_argument('--keep', action='store_true',
                         help='keep the worktree and run folders')
+    parser.add_argument('--test-checkpoint', default=None,
+                        help='time tools/test.py with this checkpoint '
+                        'instead of training')
+    parser.add_argument('--test-split', default='val',
+                        help='split evaluated with --test-checkpoint')
     args = parser.parse_args(argv)
     if args.pairs < 1 or args.iters < 2 or not 0 <= args.skip < args.iters:
         parser.error('--pairs must be >= 1, --iters >= 2 and 0 <= --skip < '
@@ -128,6 +141,27 @@ def run_side(tree: str, config: str, work_dir: str, iters: int,
                            f'{out.stderr[-3000:]}')
 
 
+def test_side(tree: str, config: str, work_dir: str, checkpoint: str,
+              split: str, threads: int, data_root: str,
+              options: List[str]) -> float:
+    """Evaluate ``checkpoint`` on ``split`` with ``tools/test.py`` from
+    ``tree``; returns the wall seconds of the whole process."""
+    opts = [f'test_dataloader.dataset.data_root={data_root}',
+            f'test_dataloader.dataset.split={split}'] + list(options)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads), PYTHONPATH=tree)
+    cmd = [sys.executable, osp.join(tree, 'tools', 'test.py'),
+           osp.join(tree, config), checkpoint, '--work-dir', work_dir,
+           '--cfg-options', *opts]
+    start = time.perf_counter()
+    out = subprocess.run(cmd, cwd=tree, env=env, capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f'evaluation from {tree} failed:\n'
+                           f'{out.stderr[-3000:]}')
+    return time.perf_counter() - start
+
+
 def summarise(values: List[float]) -> Dict[str, float]:
     return dict(min=min(values), median=statistics.median(values),
                 max=max(values))
@@ -137,7 +171,8 @@ def compare(rev: str, config: str = DEFAULT_CONFIG, pairs: int = 3,
             iters: int = 60, skip: int = 20, threads: int = 2,
             data_root: Optional[str] = None, out_dir: Optional[str] = None,
             options: Optional[List[str]] = None, keep: bool = False,
-            root: str = ROOT) -> dict:
+            root: str = ROOT, test_checkpoint: Optional[str] = None,
+            test_split: str = 'val') -> dict:
     """Run the comparison (see the module docstring); returns the report."""
     commit = resolve_rev(rev, root)
     out_dir = out_dir or osp.join(root, 'work_dirs', 'compare_commits',
@@ -145,6 +180,11 @@ def compare(rev: str, config: str = DEFAULT_CONFIG, pairs: int = 3,
     os.makedirs(out_dir, exist_ok=True)
     if not osp.isfile(osp.join(root, config)):
         raise FileNotFoundError(f'config {config} not found in {root}')
+    if test_checkpoint is not None:
+        test_checkpoint = osp.abspath(test_checkpoint)
+        if not osp.isfile(test_checkpoint):
+            raise FileNotFoundError(f'--test-checkpoint {test_checkpoint} '
+                                    f'not found')
     scratch = tempfile.mkdtemp(prefix='compare_commits_')
     tree = add_worktree(commit, osp.join(scratch, 'rev'), root)
     try:
@@ -159,6 +199,12 @@ def compare(rev: str, config: str = DEFAULT_CONFIG, pairs: int = 3,
             times = {}
             for side in order:
                 wd = osp.join(scratch, f'{side}_{i}')
+                if test_checkpoint is not None:
+                    times[side] = test_side(sides[side], config, wd,
+                                            test_checkpoint, test_split,
+                                            threads, data_root,
+                                            options or [])
+                    continue
                 run_side(sides[side], config, wd, iters, threads, data_root,
                          options or [])
                 t = iteration_times(wd)[skip:]
@@ -172,6 +218,7 @@ def compare(rev: str, config: str = DEFAULT_CONFIG, pairs: int = 3,
         report = dict(
             rev=rev, commit=commit, config=config, pairs=per_pair,
             iters=iters, skip=skip, threads=threads,
+            test_checkpoint=test_checkpoint, test_split=test_split,
             ratio=summarise([p['ratio'] for p in per_pair]),
             this_s=summarise([p['this_s'] for p in per_pair]),
             rev_s=summarise([p['rev_s'] for p in per_pair]))
@@ -189,24 +236,30 @@ def compare(rev: str, config: str = DEFAULT_CONFIG, pairs: int = 3,
 
 def format_report(report: dict) -> List[str]:
     r, t, v = report['ratio'], report['this_s'], report['rev_s']
+    if report.get('test_checkpoint'):
+        what = (f'`tools/test.py` of `{osp.basename(report["test_checkpoint"])}`'
+                f' on {report["test_split"]}, whole process')
+        unit = 's'
+    else:
+        what = (f'{report["iters"]} iterations per run (time per iteration '
+                f'over iterations {report["skip"] + 1}-{report["iters"]})')
+        unit = 's/iter'
     lines = [
         f'# This checkout against {report["rev"]} '
         f'({report["commit"][:10]})', '',
-        f'`{report["config"]}`, {report["iters"]} iterations per run '
-        f'(time per iteration over iterations {report["skip"] + 1}-'
-        f'{report["iters"]}), {report["threads"]} threads, '
+        f'`{report["config"]}`, {what}, {report["threads"]} threads, '
         f'{len(report["pairs"])} pairs in alternation.', '',
         '| | min | median | max |', '|---|---:|---:|---:|',
         f'| ratio (rev / this; > 1: this is faster) | {r["min"]:.3f} | '
         f'{r["median"]:.3f} | {r["max"]:.3f} |',
-        f'| this checkout, s/iter | {t["min"]:.3f} | {t["median"]:.3f} | '
+        f'| this checkout, {unit} | {t["min"]:.3f} | {t["median"]:.3f} | '
         f'{t["max"]:.3f} |',
-        f'| {report["rev"]}, s/iter | {v["min"]:.3f} | {v["median"]:.3f} | '
+        f'| {report["rev"]}, {unit} | {v["min"]:.3f} | {v["median"]:.3f} | '
         f'{v["max"]:.3f} |', ''
     ]
     for i, p in enumerate(report['pairs']):
         lines.append(f'- pair {i + 1} ({" then ".join(p["order"])}): '
-                     f'{p["this_s"]:.3f} vs {p["rev_s"]:.3f} s/iter, ratio '
+                     f'{p["this_s"]:.3f} vs {p["rev_s"]:.3f} {unit}, ratio '
                      f'{p["ratio"]:.3f}')
     return lines
 
@@ -216,7 +269,9 @@ def main(argv=None) -> int:
     try:
         report = compare(args.rev, args.config, args.pairs, args.iters,
                          args.skip, args.threads, args.data_root,
-                         args.out_dir, args.cfg_options, args.keep)
+                         args.out_dir, args.cfg_options, args.keep,
+                         test_checkpoint=args.test_checkpoint,
+                         test_split=args.test_split)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
