@@ -1,11 +1,11 @@
 """SERA-MM: Spatio-Semantic Expert Routing for referring image segmentation,
-as an OpenMMLab (MMSegmentation 1.x) plugin."""
-from .utils import checkpoint_safety as _checkpoint_safety
-from .utils import mmcv_compat as _mmcv_compat
+as an OpenMMLab (MMSegmentation 1.x) plugin.
 
-_mmcv_compat.install()  # must run before anything imports mmseg.models
-_checkpoint_safety.allow_mmengine_checkpoint_globals()
-
-from .version import __version__  # noqa: E402
+Importing the package changes nothing outside it. Entry points prepare the
+process with :func:`sera_mm.utils.setup_runtime` (which
+:func:`sera_mm.utils.register_all_modules` calls); see
+``docs/en/advanced_guides/architecture.md``.
+"""
+from .version import __version__
 
 __all__ = ['__version__']

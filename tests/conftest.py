@@ -5,6 +5,14 @@ import pytest
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
+# Set the process up once for the session, as the tools do (the mmcv.ops
+# fallback before any test module imports mmseg, and the checkpoint safe
+# globals); importing sera_mm does neither. tests/test_package.py checks
+# the setup itself in fresh interpreters.
+from sera_mm.utils import setup_runtime  # noqa: E402
+
+setup_runtime()
+
 
 @pytest.fixture(scope='session')
 def synthetic_tiny_root(tmp_path_factory) -> str:

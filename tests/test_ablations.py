@@ -17,7 +17,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-import sera_mm  # noqa: F401  (mmcv.ops fallback before mmseg)
 from mmengine.config import Config  # noqa: E402
 
 from sera_mm.models.routers import ExpertRouter  # noqa: E402

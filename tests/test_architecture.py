@@ -102,7 +102,6 @@ def test_the_add_expert_guide_example_builds_and_trains(tmp_path,
     import torch
     from mmengine.config import Config
 
-    import sera_mm  # noqa: F401
     from sera_mm.registry import MODELS
     from sera_mm.utils import register_all_modules
     from sera_mm.utils.config_utils import random_init_cfg

@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-import sera_mm  # noqa: F401
 from mmengine.config import Config  # noqa: E402
 from mmengine.structures import PixelData  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402

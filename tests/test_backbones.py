@@ -10,7 +10,6 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-import sera_mm  # noqa: E402,F401
 from sera_mm.models.backbones import (CLIPVisionBackbone,  # noqa: E402
                                       DINOv2Backbone, MobileNetV2,
                                       MobileNetV2Backbone)

@@ -9,7 +9,6 @@ import torch
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-import sera_mm  # noqa: F401
 from sera_mm.apis.prediction_io import (save_predictions,
                                         write_predictions_json)
 from sera_mm.evaluation import PerSetMetric, ReferBoxMetric

@@ -6,7 +6,6 @@ import os.path as osp
 import pytest
 import torch
 
-import sera_mm  # noqa: F401  (mmcv.ops fallback before mmseg)
 from mmengine.config import Config  # noqa: E402
 
 from sera_mm.registry import MODELS  # noqa: E402

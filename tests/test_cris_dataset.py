@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 
-import sera_mm  # noqa: F401
 from refer_fixtures import REFS, make_coco_mixture, write_cris
 from sera_mm.datasets import CRISReferDataset, MixedReferDataset
 from sera_mm.datasets.cris_dataset import (COCO_CATEGORY_IDS,

@@ -71,7 +71,6 @@ def test_refcoco_config_trains_and_evaluates_on_gpu(path, nccl_group):
     from mmengine.config import Config
     from torch.nn.parallel import DistributedDataParallel
 
-    import sera_mm  # noqa: F401
     from sera_mm.registry import MODELS
     from sera_mm.utils import register_all_modules
     from sera_mm.utils.config_utils import random_init_cfg

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-import sera_mm  # noqa: F401
 from sera_mm.datasets import ReferDataset
 from sera_mm.datasets.make_refer import (ConversionError, assign_splits,
                                          convert, parse_ratios,

@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 import torch
 
-import sera_mm  # noqa: F401
 from sera_mm.apis import inference_model, init_model
 from sera_mm.datasets.synthetic import sample_scene
 from sera_mm.utils.cli import run_cli

@@ -19,7 +19,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import sera_mm  # noqa: F401
 from sera_mm.apis import inference_model, init_model
 from sera_mm.datasets.synthetic import sample_scene
 from sera_mm.datasets.transforms import Letterbox

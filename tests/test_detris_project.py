@@ -9,7 +9,6 @@ import sys
 import pytest
 import torch
 
-import sera_mm  # noqa: F401  (mmcv.ops fallback before mmseg)
 from mmengine.config import Config  # noqa: E402
 from mmengine.optim import build_optim_wrapper  # noqa: E402
 from mmengine.structures import PixelData  # noqa: E402

@@ -12,7 +12,6 @@ import torch
 import torch.nn as nn
 from mmengine.structures import PixelData
 
-import sera_mm  # noqa: F401  (mmcv.ops fallback before mmseg)
 from mmengine.config import Config  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 

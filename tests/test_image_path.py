@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-import sera_mm  # noqa: F401
 from mmengine.config import Config
 from mmseg.structures import SegDataSample
 from mmengine.structures import PixelData

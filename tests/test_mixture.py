@@ -3,7 +3,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-import sera_mm  # noqa: F401
 from sera_mm.models.routers import ExpertRouter, mix_experts
 
 

@@ -8,7 +8,6 @@ from itertools import count
 import pytest
 import torch.nn as nn
 
-import sera_mm  # noqa: F401
 from mmengine.config import Config  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.optim import build_optim_wrapper  # noqa: E402

@@ -1,6 +1,13 @@
 """Package-level behaviour: registries, mmcv-lite compatibility, safe
-checkpoint loading."""
+checkpoint loading, and the process setup (``setup_runtime``) that entry
+points call explicitly instead of ``import sera_mm`` doing it."""
 import io
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -8,6 +15,128 @@ import torch
 
 import sera_mm
 from sera_mm.utils import checkpoint_safety, mmcv_compat
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+# Printed by the fresh interpreters below: whether the fallback mmcv.ops is
+# in sys.modules, and which of the safe globals setup_runtime adds (mmengine's
+# HistoryBuffer, numpy, the restricted getattr) torch allows. (torch's own
+# modules add theirs when imported, so those are not compared.)
+_STATE = textwrap.dedent('''
+    import sys
+
+    import torch
+
+
+    def state():
+        ops = sys.modules.get('mmcv.ops')
+        names = [g[1] if isinstance(g, tuple) else
+                 f'{g.__module__}.{g.__qualname__}'
+                 for g in torch.serialization.get_safe_globals()]
+        ours = sorted(n for n in names if n.startswith('numpy')
+                      or n.endswith('.HistoryBuffer')
+                      or n == 'builtins.getattr')
+        return dict(
+            fallback=bool(getattr(ops, '__sera_mm_fallback__', False)),
+            history_buffer=any(n.endswith('.HistoryBuffer') for n in names),
+            sera_globals=ours)
+''')
+
+
+def _fresh(code: str) -> dict:
+    """Run ``code`` in a new interpreter at the repository root; it prints
+    one JSON line last, which is returned."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1')
+    proc = subprocess.run(
+        [sys.executable, '-c', _STATE + textwrap.dedent(code)], cwd=ROOT,
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_import_sera_mm_changes_nothing_outside_the_package():
+    out = _fresh('''
+        import json
+        before = state()
+        import sera_mm
+        import sera_mm.registry
+        import sera_mm.utils
+        print(json.dumps(dict(before=before, after=state(),
+                              mmseg_models='mmseg.models' in sys.modules)))
+    ''')
+    assert out['after'] == out['before']
+    assert out['after']['fallback'] is False
+    assert out['after']['sera_globals'] == []
+    assert out['mmseg_models'] is False
+
+
+def test_setup_runtime_installs_both_idempotently():
+    out = _fresh('''
+        import json
+        import sera_mm
+        from sera_mm.utils import setup_runtime
+        from sera_mm.utils.mmcv_compat import compiled_ops_available
+        setup_runtime()
+        once = state()
+        setup_runtime()
+        print(json.dumps(dict(once=once, twice=state(),
+                              compiled=compiled_ops_available())))
+    ''')
+    assert out['once'] == out['twice']
+    assert out['once']['history_buffer'] is True
+    assert 'builtins.getattr' in out['once']['sera_globals']
+    # the fallback only where mmcv's compiled ops are missing (mmcv-lite)
+    assert out['once']['fallback'] is not out['compiled']
+
+
+def test_register_all_modules_runs_the_setup():
+    out = _fresh('''
+        import json
+        from sera_mm.utils import register_all_modules
+        from sera_mm.utils.mmcv_compat import compiled_ops_available
+        register_all_modules()
+        print(json.dumps(dict(state(), compiled=compiled_ops_available())))
+    ''')
+    assert out['history_buffer'] is True
+    assert out['fallback'] is not out['compiled']
+
+
+def test_a_config_loaded_by_a_foreign_tool_builds_a_sera_model():
+    """What mmseg's own tools do: load the config (mmengine imports its
+    custom_imports, sera_mm.plugin), set the default scope, build from
+    mmseg's registry; no SERA-MM call in between."""
+    out = _fresh('''
+        import json
+        from mmengine.config import Config
+        from mmengine.registry import init_default_scope
+        cfg = Config.fromfile('configs/sera/sera_tiny_synthetic.py')
+        after_load = state()
+        init_default_scope(cfg.default_scope)
+        from mmseg.registry import MODELS
+        model = MODELS.build(cfg.model)
+        print(json.dumps(dict(after_load, imports=cfg.custom_imports.imports,
+                              model=type(model).__name__)))
+    ''')
+    assert out['imports'] == ['sera_mm.plugin']
+    assert out['model'] == 'SERASegmentor'
+    assert out['history_buffer'] is True
+
+
+def test_model_modules_import_directly_in_a_fresh_interpreter():
+    """sera_mm.models subclasses mmseg classes, so it installs the mmcv.ops
+    fallback (only that) itself; the safe globals stay untouched."""
+    out = _fresh('''
+        import json
+        before = state()
+        from sera_mm.models import SERASegmentor
+        from sera_mm.models.heads.sera_head import SERAHead
+        from sera_mm.models.losses.dice_loss import SmoothDiceLoss
+        from sera_mm.utils.mmcv_compat import compiled_ops_available
+        print(json.dumps(dict(state(), before=before,
+                              compiled=compiled_ops_available())))
+    ''')
+    assert out['fallback'] is not out['compiled']
+    assert out['sera_globals'] == out['before']['sera_globals'] == []
 
 
 def test_registries_are_children_of_mmseg():

@@ -10,7 +10,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import sera_mm  # noqa: F401  (mmcv.ops fallback before mmseg)
 from mmengine.config import Config  # noqa: E402
 
 from sera_mm.models.adapters import (PaperAdapterBoundaryExpert,  # noqa: E402

@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-import sera_mm  # noqa: F401
 from sera_mm.engine.pet_checkpoint import (CheckpointMismatchError,
                                            check_base_digest,
                                            compare_fingerprints,

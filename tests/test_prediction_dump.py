@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import torch
 from mmengine.structures import PixelData
 
-import sera_mm  # noqa: F401
 from mmseg.structures import SegDataSample  # noqa: E402
 
 from sera_mm.engine.hooks import prediction_dump_hook as pdh  # noqa: E402

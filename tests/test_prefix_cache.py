@@ -3,7 +3,6 @@ gradients as without it, one computation per distinct input, bounded."""
 import pytest
 import torch
 
-import sera_mm  # noqa: F401
 from sera_mm.models.backbones import MobileNetV2Backbone
 from sera_mm.models.backbones.prefix_cache import (FrozenPrefixCache,
                                                    tensor_key)

@@ -8,7 +8,6 @@ import pytest
 import torch
 from mmengine.structures import PixelData
 
-import sera_mm  # noqa: F401  (mmcv.ops fallback before mmseg)
 from mmengine.config import Config  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 

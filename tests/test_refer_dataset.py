@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-import sera_mm  # noqa: F401
 from sera_mm.datasets import ReferDataset, SyntheticReferDataset
 from sera_mm.datasets import synthetic_dataset
 

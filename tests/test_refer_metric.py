@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-import sera_mm  # noqa: F401
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 

@@ -26,7 +26,6 @@ import numpy as np
 import pytest
 import torch
 
-import sera_mm  # noqa: F401
 from sera_mm.datasets.transforms import LoadReferImage, PackReferInputs
 from sera_mm.engine import (CheckpointReadError, UnsafeCheckpointError,
                             atomic_torch_save, read_checkpoint)

@@ -3,7 +3,6 @@ encoders and recorded in the PET checkpoint's metadata."""
 import pytest
 import transformers
 
-import sera_mm  # noqa: F401
 from sera_mm.engine.pet_checkpoint import collect_pretrained_sources
 from sera_mm.utils.pretrained import hub_kwargs
 

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-import sera_mm  # noqa: F401
 from sera_mm.models.routers import ExpertRouter
 from sera_mm.registry import MODELS
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-import sera_mm  # noqa: F401
 from mmengine.logging import MessageHub
 
 from sera_mm.engine.hooks import RouterStatsHook, RouterTemperatureHook

@@ -7,7 +7,6 @@ import pickle
 
 import pytest
 
-import sera_mm  # noqa: F401
 from sera_mm.datasets import ReferDataset
 from sera_mm.utils.safe_pickle import UnsafePickleError, load_plain_pickle
 

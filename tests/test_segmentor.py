@@ -5,7 +5,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.structures import PixelData
 
-import sera_mm  # noqa: F401  (mmcv.ops fallback before mmseg)
 from mmseg.structures import SegDataSample  # noqa: E402
 
 from sera_mm.models.routers import ExpertRouter  # noqa: E402

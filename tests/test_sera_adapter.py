@@ -4,7 +4,6 @@ import os.path as osp
 import pytest
 import torch
 
-import sera_mm  # noqa: F401
 from sera_mm.models.adapters import (BoundaryExpert, SERAAdapter,
                                      WordCrossAttention, build_experts)
 from sera_mm.structures import TextFeatures

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-import sera_mm  # noqa: F401
 from sera_mm.models.necks import SERAFusion, build_fusion_experts
 from sera_mm.models.layers import coord_maps
 from sera_mm.structures import TextFeatures

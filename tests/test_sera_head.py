@@ -4,7 +4,6 @@ import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
 
-import sera_mm  # noqa: F401  (mmcv.ops fallback before mmseg)
 from mmseg.structures import SegDataSample  # noqa: E402
 
 from sera_mm.models.heads import (SERAHead, VLTransformerDecoder,  # noqa

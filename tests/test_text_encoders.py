@@ -12,7 +12,6 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-import sera_mm  # noqa: E402,F401
 from sera_mm.models.text_encoders import (CLIPTextEncoder,  # noqa: E402
                                           HFTextEncoder, TextFeatures)
 from sera_mm.models.utils import (apply_pet, count_parameters,  # noqa: E402

@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 import torch
 
-import sera_mm  # noqa: F401
 from mmengine.runner import Runner
 
 from sera_mm.apis import inference_model, init_model

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 
-import sera_mm  # noqa: F401
 from sera_mm.datasets.transforms import (Letterbox, PackReferInputs,
                                          ReferRandomFlip, decode_segmentation,
                                          swap_left_right, undo_letterbox)

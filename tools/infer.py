@@ -18,17 +18,22 @@ and prints a summary.
 import argparse
 from typing import Dict, List
 
-import sera_mm  # noqa: F401  (mmcv.ops fallback, safe checkpoint loading)
-from mmengine.config import DictAction
+from sera_mm.utils import setup_runtime
 
-from sera_mm.apis import inference_model, init_model, load_image
-from sera_mm.apis.prediction_io import IMAGE_EXTENSIONS
-from sera_mm.apis.prediction_io import collect_jobs as _collect_jobs
-from sera_mm.apis.prediction_io import (add_job_arguments,
+# the mmcv.ops fallback and the checkpoint safe globals, before anything
+# imports mmseg (docs/en/advanced_guides/architecture.md)
+setup_runtime()
+from mmengine.config import DictAction  # noqa: E402
+
+from sera_mm.apis import inference_model, init_model, load_image  # noqa: E402
+from sera_mm.apis.prediction_io import IMAGE_EXTENSIONS  # noqa: E402
+from sera_mm.apis.prediction_io import (  # noqa: E402
+    collect_jobs as _collect_jobs)
+from sera_mm.apis.prediction_io import (add_job_arguments,  # noqa: E402
                                         check_job_arguments,
                                         format_record, save_predictions,
                                         unique_stems, write_predictions_json)
-from sera_mm.utils.cli import add_debug_argument, run_cli
+from sera_mm.utils.cli import add_debug_argument, run_cli  # noqa: E402
 
 __all__ = ['IMAGE_EXTENSIONS', 'parse_args', 'collect_jobs', 'main']
 

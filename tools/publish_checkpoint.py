@@ -19,7 +19,11 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import sera_mm  # noqa: F401,E402  (safe checkpoint loading)
+from sera_mm.utils import setup_runtime  # noqa: E402
+
+# the mmcv.ops fallback and the checkpoint safe globals, before anything
+# imports mmseg (docs/en/advanced_guides/architecture.md)
+setup_runtime()
 import torch  # noqa: E402
 
 from sera_mm.utils.file_io import atomic_write_bytes  # noqa: E402

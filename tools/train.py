@@ -38,7 +38,11 @@ import sys
 # project configs (projects/*) import their modules from the repository root
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import sera_mm  # noqa: F401  (mmcv.ops fallback, safe checkpoint loading)
+from sera_mm.utils import setup_runtime
+
+# the mmcv.ops fallback and the checkpoint safe globals, before anything
+# imports mmseg (docs/en/advanced_guides/architecture.md)
+setup_runtime()
 from mmengine.config import DictAction
 
 from sera_mm.engine import (QuietConsoleRunner, cleanup_distributed,

@@ -1,6 +1,6 @@
 # Runtime shared by every SERA-MM config (mmseg 1.x style).
 default_scope = 'sera_mm'
-custom_imports = dict(imports=['sera_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['sera_mm.plugin'], allow_failed_imports=False)
 env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

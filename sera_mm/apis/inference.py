@@ -80,6 +80,11 @@ def init_model(config: Union[str, Path, Config],
     afterwards), then the checkpoint is merged and checked (see
     :func:`sera_mm.engine.load_pet_checkpoint`).
 
+    It first calls :func:`sera_mm.utils.register_all_modules` (without
+    changing the default scope), which runs
+    :func:`sera_mm.utils.setup_runtime`: a program that only calls
+    ``init_model`` needs no other setup.
+
     Args:
         config: config file path or ``Config``.
         checkpoint: checkpoint path; None leaves the built weights.
@@ -104,7 +109,7 @@ def init_model(config: Union[str, Path, Config],
     """
     from sera_mm.engine.launch_utils import load_config
     from sera_mm.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
+    register_all_modules(init_default_scope=False)  # runs setup_runtime()
     if isinstance(config, (str, Path)):
         path = str(config)
         config = load_config(path)  # names the file in every error

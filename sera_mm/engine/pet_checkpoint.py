@@ -41,6 +41,8 @@ import torch
 from mmengine.model import is_model_wrapper
 from torch import nn
 
+from sera_mm.utils.checkpoint_safety import allow_mmengine_checkpoint_globals
+
 PET_META_KEY = 'pet'
 PET_FORMAT_VERSION = 2
 #: Config keys whose string values name pretrained weights (hub ids or
@@ -77,9 +79,12 @@ def read_checkpoint(filename: str,
                     ) -> Dict[str, Any]:
     """Read a checkpoint file into a dict with a ``state_dict`` key.
 
-    Uses ``torch.load(weights_only=True)`` (``import sera_mm`` allows the
-    extra classes mmengine stores in ``meta``). A bare state dict (a mapping
-    of tensors) is returned as ``{'state_dict': it, 'meta': {}}``.
+    Uses ``torch.load(weights_only=True)``, after allowing the extra
+    classes mmengine stores in ``meta``
+    (``allow_mmengine_checkpoint_globals``, idempotent;
+    :func:`sera_mm.utils.setup_runtime` calls it too). A bare
+    state dict (a mapping of tensors) is returned as
+    ``{'state_dict': it, 'meta': {}}``.
 
     Raises:
         FileNotFoundError: ``filename`` does not exist.
@@ -94,6 +99,7 @@ def read_checkpoint(filename: str,
     filename = os.fspath(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file not found: {filename}')
+    allow_mmengine_checkpoint_globals()
     try:
         obj = torch.load(filename, map_location=map_location,
                          weights_only=True)

@@ -1,3 +1,3 @@
-from .set_env import register_all_modules
+from .set_env import register_all_modules, setup_runtime
 
-__all__ = ['register_all_modules']
+__all__ = ['register_all_modules', 'setup_runtime']

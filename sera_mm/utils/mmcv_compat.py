@@ -8,8 +8,11 @@ MMSegmentation 1.2.2 imports ``mmcv.ops.point_sample`` and
 
 :func:`install` registers a small ``mmcv.ops`` module that provides those two
 functions in pure PyTorch. It does nothing when the compiled ops import, so a
-full ``mmcv`` build (GPU users) is used unchanged. ``sera_mm`` calls it on
-import, before anything imports ``mmseg``.
+full ``mmcv`` build (GPU users) is used unchanged. It is called by
+:func:`sera_mm.utils.setup_runtime` (entry points, ``register_all_modules``)
+and by the ``sera_mm.models``, ``sera_mm.datasets`` and
+``sera_mm.visualization`` packages before they import mmseg; importing
+``sera_mm`` alone does not call it.
 """
 import importlib
 import sys

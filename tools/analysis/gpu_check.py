@@ -68,7 +68,8 @@ def make_check_config(config: str, out_path: str, iters: int,
     the synthetic benchmark at the config's input size for ``iters``
     iterations; returns its path."""
     sys.path.insert(0, ROOT)
-    import sera_mm  # noqa: F401
+    from sera_mm.utils import setup_runtime
+    setup_runtime()  # mmcv.ops fallback, checkpoint safe globals
     from mmengine.config import Config
 
     from sera_mm.utils.config_utils import random_init_cfg

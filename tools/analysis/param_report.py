@@ -79,7 +79,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> Dict:
     args = parse_args(argv)
-    import sera_mm  # noqa: F401 (mmcv.ops fallback before mmseg)
+    from sera_mm.utils import setup_runtime
+    setup_runtime()  # mmcv.ops fallback, checkpoint safe globals
     from mmengine.config import Config
 
     from sera_mm.registry import MODELS

@@ -20,10 +20,14 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-import sera_mm  # noqa: F401  (mmcv.ops fallback, safe checkpoint loading)
-from mmengine.config import DictAction
+from sera_mm.utils import setup_runtime
 
-from sera_mm.utils.cli import (add_check_base_argument,
+# the mmcv.ops fallback and the checkpoint safe globals, before anything
+# imports mmseg (docs/en/advanced_guides/architecture.md)
+setup_runtime()
+from mmengine.config import DictAction  # noqa: E402
+
+from sera_mm.utils.cli import (add_check_base_argument,  # noqa: E402
                                add_debug_argument, run_cli)
 
 

@@ -215,6 +215,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from sera_mm.utils import setup_runtime
+    setup_runtime()  # before sera_mm.datasets imports mmseg
     train = [parse_spec(s) for s in args.train]
     evaluation = [parse_spec(s) for s in args.eval]
     if args.config:

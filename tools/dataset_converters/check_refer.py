@@ -200,6 +200,8 @@ def format_report(report: dict) -> List[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from sera_mm.utils import setup_runtime
+    setup_runtime()  # before sera_mm.datasets imports mmseg
     try:
         report = check_dataset(args.data_root, args.dataset, args.split_by,
                                args.img_folder, args.masks)

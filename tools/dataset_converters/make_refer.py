@@ -84,6 +84,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    from sera_mm.utils import setup_runtime
+    setup_runtime()  # before sera_mm.datasets imports mmseg
     from sera_mm.datasets.make_refer import (convert, parse_ratios,
                                              write_example)
     if args.write_example is not None:

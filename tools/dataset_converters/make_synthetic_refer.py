@@ -18,9 +18,14 @@ import json
 import sys
 import time
 
-from sera_mm.datasets.synthetic import (GREFS_FILE, generate_synthetic_grefer,
-                                        generate_synthetic_refer,
-                                        is_synthetic_refer_complete)
+from sera_mm.utils import setup_runtime
+
+# the mmcv.ops fallback and the checkpoint safe globals, before anything
+# imports mmseg (docs/en/advanced_guides/architecture.md)
+setup_runtime()
+from sera_mm.datasets.synthetic import (  # noqa: E402
+    GREFS_FILE, generate_synthetic_grefer, generate_synthetic_refer,
+    is_synthetic_refer_complete)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

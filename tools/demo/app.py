@@ -32,7 +32,11 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 import numpy as np  # noqa: E402
 
-import sera_mm  # noqa: F401,E402
+from sera_mm.utils import setup_runtime  # noqa: E402
+
+# the mmcv.ops fallback and the checkpoint safe globals, before anything
+# imports mmseg (docs/en/advanced_guides/architecture.md)
+setup_runtime()
 from mmengine.config import DictAction  # noqa: E402
 
 from sera_mm.apis import init_model, segment_and_render  # noqa: E402

@@ -40,7 +40,11 @@ import time  # noqa: E402
 import warnings  # noqa: E402
 from typing import Callable, Dict, List, Optional  # noqa: E402
 
-import sera_mm  # noqa: F401,E402
+from sera_mm.utils import setup_runtime  # noqa: E402
+
+# the mmcv.ops fallback and the checkpoint safe globals, before anything
+# imports mmseg (docs/en/advanced_guides/architecture.md)
+setup_runtime()
 from mmengine.config import DictAction  # noqa: E402
 
 from sera_mm.apis import (inference_model, init_model,  # noqa: E402

@@ -30,13 +30,17 @@ import os.path as osp
 import warnings
 from typing import List, Optional
 
-import sera_mm  # noqa: F401  (mmcv.ops fallback, safe checkpoint loading)
-from mmengine.config import DictAction
+from sera_mm.utils import setup_runtime
 
-from sera_mm.apis import init_model
-from sera_mm.deployment.export import (DEFAULT_OPSET, check_onnx_parity,
-                                       export_onnx)
-from sera_mm.utils.cli import (add_check_base_argument,
+# the mmcv.ops fallback and the checkpoint safe globals, before anything
+# imports mmseg (docs/en/advanced_guides/architecture.md)
+setup_runtime()
+from mmengine.config import DictAction  # noqa: E402
+
+from sera_mm.apis import init_model  # noqa: E402
+from sera_mm.deployment.export import (  # noqa: E402
+    DEFAULT_OPSET, check_onnx_parity, export_onnx)
+from sera_mm.utils.cli import (add_check_base_argument,  # noqa: E402
                                add_debug_argument, run_cli)
 
 

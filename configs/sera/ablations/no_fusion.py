@@ -6,7 +6,7 @@
 # more x2 upsampling block: the logits keep the main model's resolution.
 _base_ = '../sera_mnv2-minilm_synthetic.py'
 custom_imports = dict(
-    imports=['sera_mm', 'projects.cris_sera.cris_sera'],
+    imports=['sera_mm.plugin', 'projects.cris_sera.cris_sera'],
     allow_failed_imports=False)
 model = dict(
     neck=dict(

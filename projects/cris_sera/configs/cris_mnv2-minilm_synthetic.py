@@ -9,7 +9,7 @@
 # ablation row `no_fusion` without adapters.
 _base_ = '../../../configs/sera/sera_mnv2-minilm_synthetic.py'
 custom_imports = dict(
-    imports=['sera_mm', 'projects.cris_sera.cris_sera'],
+    imports=['sera_mm.plugin', 'projects.cris_sera.cris_sera'],
     allow_failed_imports=False)
 model = dict(
     backbone=dict(adapter=None, adapter_indices=()),

@@ -3,7 +3,7 @@
 # adapters, fully fine-tuned encoders and the CRIS neck.
 _base_ = ['../../../configs/sera/sera_tiny_synthetic.py']
 custom_imports = dict(
-    imports=['sera_mm', 'projects.cris_sera.cris_sera'],
+    imports=['sera_mm.plugin', 'projects.cris_sera.cris_sera'],
     allow_failed_imports=False)
 model = dict(
     text_encoder=dict(trainable='all'),

@@ -21,7 +21,7 @@ _base_ = [
     '../../../configs/_base_/schedules/schedule_cris_50e_refcoco.py'
 ]
 custom_imports = dict(
-    imports=['sera_mm', 'projects.cris_sera.cris_sera'],
+    imports=['sera_mm.plugin', 'projects.cris_sera.cris_sera'],
     allow_failed_imports=False)
 model = dict(
     text_encoder=dict(trainable='all'),

@@ -25,7 +25,7 @@ _base_ = [
     '../../../configs/_base_/default_runtime.py'
 ]
 custom_imports = dict(
-    imports=['sera_mm', 'projects.detris_sera.detris_sera'],
+    imports=['sera_mm.plugin', 'projects.detris_sera.detris_sera'],
     allow_failed_imports=False)
 img_size = 448
 word_length = 17

@@ -12,7 +12,7 @@
 #   upsamplings to 1/4 of the input; loss: DETRIS's BCE.
 _base_ = '../../../configs/sera/sera_mnv2-minilm_synthetic.py'
 custom_imports = dict(
-    imports=['sera_mm', 'projects.detris_sera.detris_sera'],
+    imports=['sera_mm.plugin', 'projects.detris_sera.detris_sera'],
     allow_failed_imports=False)
 model = dict(
     text_encoder=dict(

@@ -4,7 +4,7 @@
 # blocks 1, 2 and 3.
 _base_ = ['../../../configs/sera/sera_tiny_synthetic.py']
 custom_imports = dict(
-    imports=['sera_mm', 'projects.detris_sera.detris_sera'],
+    imports=['sera_mm.plugin', 'projects.detris_sera.detris_sera'],
     allow_failed_imports=False)
 img_size = 64
 model = dict(

@@ -4,7 +4,7 @@
 _base_ = ['../../../configs/sera/sera_tiny_synthetic.py']
 custom_imports = dict(
     imports=[
-        'sera_mm', 'projects.cris_sera.cris_sera',
+        'sera_mm.plugin', 'projects.cris_sera.cris_sera',
         'projects.etris_sera.etris_sera'
     ],
     allow_failed_imports=False)

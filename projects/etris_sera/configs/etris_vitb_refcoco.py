@@ -16,7 +16,7 @@ _base_ = [
 ]
 custom_imports = dict(
     imports=[
-        'sera_mm', 'projects.cris_sera.cris_sera',
+        'sera_mm.plugin', 'projects.cris_sera.cris_sera',
         'projects.etris_sera.etris_sera'
     ],
     allow_failed_imports=False)

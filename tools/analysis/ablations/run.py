@@ -42,7 +42,8 @@ def count_parameters(config: str,
     weights (the counts do not depend on the weights)."""
     if ROOT not in sys.path:  # configs may import ``projects.*`` modules
         sys.path.insert(0, ROOT)
-    import sera_mm  # noqa: F401  (mmcv.ops fallback before mmseg)
+    from sera_mm.utils import setup_runtime
+    setup_runtime()  # mmcv.ops fallback, checkpoint safe globals
     from mmengine.config import Config
 
     from sera_mm.models.utils import count_parameters as count

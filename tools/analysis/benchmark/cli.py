@@ -222,7 +222,8 @@ def profile(args: argparse.Namespace, cfg_model: Dict[str, Any], size: int,
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
-    import sera_mm  # noqa: F401 (mmcv.ops fallback before mmseg)
+    from sera_mm.utils import setup_runtime
+    setup_runtime()  # mmcv.ops fallback, checkpoint safe globals
     import torch
     from mmengine.config import Config
 

@@ -51,7 +51,8 @@ def build_subject(cfg_model: dict, subject: str,
                   device: str = 'cpu') -> nn.Module:
     """Build the segmentor (``'sera'``) or its bare encoders (``'bare'``)
     with random weights of the configured geometry, on ``device``."""
-    import sera_mm  # noqa: F401 (mmcv.ops fallback before mmseg)
+    from sera_mm.utils import setup_runtime
+    setup_runtime()  # mmcv.ops fallback, checkpoint safe globals
     from sera_mm.registry import MODELS
     from sera_mm.utils import register_all_modules
     from sera_mm.utils.config_utils import random_init_cfg
