@@ -218,7 +218,12 @@ def compare(rev: str, config: str = DEFAULT_CONFIG, pairs: int = 3,
         report = dict(
             rev=rev, commit=commit, config=config, pairs=per_pair,
             iters=iters, skip=skip, threads=threads,
-            test_checkpoint=test_checkpoint, test_split=test_split,
+            # recorded relative to the checkout (no machine path in reports)
+            test_checkpoint=None if test_checkpoint is None else (
+                osp.relpath(test_checkpoint, root)
+                if test_checkpoint.startswith(osp.abspath(root) + os.sep)
+                else osp.basename(test_checkpoint)),
+            test_split=test_split,
             ratio=summarise([p['ratio'] for p in per_pair]),
             this_s=summarise([p['this_s'] for p in per_pair]),
             rev_s=summarise([p['rev_s'] for p in per_pair]))
