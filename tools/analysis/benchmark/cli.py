@@ -1,19 +1,5 @@
-"""Benchmark a SERA config against its bare frozen encoders.
-
-    python tools/analysis/benchmark.py CONFIG [--batch-size 2]
-        [--throughput-batch 8] [--input-size N] [--runs 5] [--warmup 2]
-        [--threads 2] [--amp] [--channels-last]
-        [--sweep input_size=320,416,512] [--sweep num_experts=1,2,4]
-        [--sweep adapter_layers=0,2,6] [--sweep batch=1,2,4]
-        [--out-dir DIR] [--skip-train] [--no-flops] [--no-paired]
-        [--isolation process|none]
-        [--cfg-options key=value ...]
-    python tools/analysis/benchmark.py CONFIG --profile [--profile-ops N]
-    python tools/analysis/benchmark.py CONFIG --memory-steps N
-    python tools/analysis/benchmark.py CONFIG (--compare-options K=V ... |
-        --compare-config OTHER | --compare-amp | --compare-channels-last |
-        --compare-compile)
-        [--compare-kind train|infer] [--compare-vary]
+"""Benchmark a SERA config against its bare frozen encoders: the command
+line of ``tools/analysis/benchmark.py`` (its docstring shows the usage).
 
 The model is built with random weights of the configured geometry. The same
 synthetic inputs (uint8 letterboxed images, varied expressions) go through
