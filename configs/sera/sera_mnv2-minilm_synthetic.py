@@ -1,7 +1,8 @@
 # The built-in main job: SERA on the synthetic referring benchmark with real
 # pretrained encoders that install offline from PyPI (ImageNet MobileNetV2,
-# all-MiniLM-L6-v2), sized to train and evaluate in about 15 minutes on a
-# 2-core CPU:
+# all-MiniLM-L6-v2), sized to train and evaluate within 15 minutes on a
+# 2-core CPU (about 8 minutes measured with its exact speed-ups, see
+# docs/en/results/performance.md):
 #   python tools/train.py configs/sera/sera_mnv2-minilm_synthetic.py
 # The dataset is generated into data/synthetic on first use (about 30 s).
 _base_ = [
