@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .plan import ROOT, RunSpec, run_status, train_command
 from .provenance import cpu_threads, git_commit
@@ -25,6 +25,18 @@ from .records import (config_seed, load_run_info, save_run_info,
 
 ParamCounter = Callable[[str, Sequence[str]], Tuple[int, int]]
 
+
+
+def recorded_command(cmd: Sequence[str]) -> List[str]:
+    """``cmd`` as the run record keeps it: the interpreter by its name and
+    paths inside the checkout relative to it, so a record names no folder
+    of the machine that ran it."""
+    root = os.path.abspath(ROOT) + os.sep
+    out = [os.path.basename(cmd[0])] if cmd else []
+    for arg in cmd[1:]:
+        out.append(arg[len(root):] if isinstance(arg, str) and
+                   arg.startswith(root) else arg)
+    return out
 
 def parse_cfg_options(options: Sequence[str]) -> dict:
     """``['a.b=1', 'c=[1,2]']`` -> dict, as ``--cfg-options`` parses them."""
@@ -97,7 +109,8 @@ def execute_run(run: RunSpec, splits: Sequence[str],
     cmd = train_command(run, splits, cfg_options, status == 'resume', python)
     attempt = dict(
         start=datetime.now(timezone.utc).isoformat(timespec='seconds'),
-        resumed=status == 'resume', command=cmd, wall_s=0.0,
+        resumed=status == 'resume', command=recorded_command(cmd),
+        wall_s=0.0,
         returncode=None, commit=git_commit(), threads=cpu_threads())
     info.setdefault('attempts', []).append(attempt)
     save_run_info(info, run.work_dir)
