@@ -388,3 +388,37 @@ def test_bert_text_encoder_export_keeps_the_attention_mask(tmp_path):
                             'certainly be truncated at twelve tokens'],
         threads=1)
     assert report.ok, '\n'.join(report.lines())
+
+
+def test_export_with_a_no_target_branch(tmp_path):
+    """The generalised-RIS branch of the decode head is exported as the
+    ``no_target_score`` output: ONNX Runtime gives the PyTorch model's
+    scores and empties the masks the branch calls no-target."""
+    options = dict({'model.decode_head.no_target_head.type': 'NoTargetHead',
+                    'model.decode_head.no_target_head.hidden_channels': 8})
+    torch.manual_seed(0)
+    model = init_model(TINY_CFG, cfg_options=options)
+    with torch.no_grad():  # scores about 0.495 and 0.505: one of each
+        model.decode_head.no_target_head.mlp[-1].bias.fill_(0.15)
+    ckpt = str(tmp_path / 'gref.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    onnx_path = str(tmp_path / 'gref.onnx')
+    export_tool.main([TINY_CFG, ckpt, '--out', onnx_path, '--threads', '1',
+                      '--no-check', '--cfg-options',
+                      *[f'{k}={v}' for k, v in options.items()]])
+    meta = read_metadata(onnx_path)
+    assert meta['postprocessing']['no_target_threshold'] == 0.5
+    names = [o.name for o in onnx.load(onnx_path).graph.output]
+    assert names[-1] == 'no_target_score'
+    img = scene_bgr(5, 64)
+    samples = inference_model(model, img, TEXTS)
+    preds = OnnxReferSegmenter(onnx_path, threads=1).predict(img, TEXTS)
+    fired = [p['no_target_score'] > 0.5 for p in preds]
+    assert fired == [False, True]
+    for p, s in zip(preds, samples):
+        assert p['no_target_score'] == pytest.approx(
+            s.metainfo['no_target_score'], abs=1e-4)
+        fired = p['no_target_score'] > 0.5
+        assert fired == (not s.pred_sem_seg.data.any())
+        if fired:
+            assert not p['mask'].any()

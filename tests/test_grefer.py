@@ -497,8 +497,8 @@ def test_synthetic_gref_dataset_reads_generated(gref_root):
 def _tiny_model(no_target=True, **head):
     cfg = Config.fromfile(TINY).model
     if no_target:
-        cfg['no_target_head'] = dict(type='NoTargetHead', hidden_channels=16,
-                                     **head)
+        cfg['decode_head']['no_target_head'] = dict(
+            type='NoTargetHead', hidden_channels=16, **head)
     torch.manual_seed(0)
     return MODELS.build(random_init_cfg(cfg))
 
@@ -528,7 +528,7 @@ def _two_masks(size=64):
 @pytest.mark.parametrize('logit,empty', [(20.0, True), (-20.0, False)])
 def test_no_target_head_decides_the_prediction(logit, empty):
     model = _tiny_model().eval()
-    last = model.no_target_head.mlp[-1]
+    last = model.decode_head.no_target_head.mlp[-1]
     with torch.no_grad():
         last.weight.zero_()
         last.bias.fill_(logit)
@@ -545,10 +545,13 @@ def test_no_target_head_decides_the_prediction(logit, empty):
     for s in out:
         score = s.metainfo['no_target_score']
         assert score == pytest.approx(1.0 if empty else 0.0, abs=1e-6)
-        assert bool((s.seg_logits.data > 0).all())  # logits kept
+        # the logits carry the decision: constant -1e4 when it fires,
+        # the mask head's ("everything") otherwise
         if empty:
+            assert bool((s.seg_logits.data == -1e4).all())
             assert int(s.pred_sem_seg.data.sum()) == 0
         else:
+            assert bool((s.seg_logits.data > 0).all())
             assert bool(s.pred_sem_seg.data.all())
         assert tuple(s.pred_sem_seg.data.shape) == (1, 64, 64)
 
@@ -568,16 +571,15 @@ def test_no_target_loss_and_labels():
         set(losses)
     assert torch.isfinite(losses['loss_no_target'])
     sum(v for k, v in losses.items() if k.startswith('loss_')).backward()
-    grads = [p.grad for p in model.no_target_head.parameters()]
+    grads = [p.grad for p in model.decode_head.no_target_head.parameters()]
     assert all(g is not None for g in grads)
     assert any(float(g.abs().sum()) > 0 for g in grads)
 
 
 def test_without_the_head_nothing_changes():
     plain = _tiny_model(no_target=False).eval()
-    assert plain.no_target_head is None
-    assert not any(k.startswith('no_target_head')
-                   for k in plain.state_dict())
+    assert plain.decode_head.no_target_head is None
+    assert not any('no_target_head' in k for k in plain.state_dict())
     data = plain.data_preprocessor(dict(
         inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)],
         data_samples=_samples(_two_masks()[:1])), False)
@@ -586,6 +588,48 @@ def test_without_the_head_nothing_changes():
     assert 'no_target_score' not in out.metainfo
     assert torch.equal(out.pred_sem_seg.data,
                        (out.seg_logits.data.sigmoid() > 0.35).long())
+
+
+def test_no_target_branch_keeps_the_head_contract():
+    """The segmentor's loss and predict go through decode_head.loss /
+    decode_head.predict only; the branch reports its score through the
+    meta dicts it is given."""
+    model = _tiny_model().eval()
+    feats = (torch.randn(2, model.decode_head.in_channels, 8, 8),
+             model.encode_text(['a', 'the red circle']))
+    metas = [dict(img_shape=(64, 64), pad_shape=(64, 64)) for _ in range(2)]
+    with torch.no_grad():
+        logits = model.decode_head.predict(feats, metas, model.test_cfg)
+    assert tuple(logits.shape) == (2, 1, 64, 64)
+    assert all(0.0 <= m['no_target_score'] <= 1.0 for m in metas)
+    samples = _samples(_two_masks(), no_target=[False, True])
+    losses = model.decode_head.loss(feats, samples, None)
+    assert {'loss_ce', 'loss_dice', 'loss_no_target', 'acc_no_target'} <= \
+        set(losses)
+
+
+def test_old_no_target_keys_load_and_old_argument_errors():
+    model = _tiny_model()
+    branch = model.decode_head.no_target_head.state_dict()
+    # a state dict of the earlier layout: the branch on the segmentor
+    old = {(k.replace('decode_head.no_target_head.', 'no_target_head.')):
+           torch.full_like(v, 0.25) if k.startswith(
+               'decode_head.no_target_head.') and v.is_floating_point()
+           else v
+           for k, v in model.state_dict().items()}
+    assert any(k.startswith('no_target_head.') for k in old)
+    fresh = _tiny_model()
+    result = fresh.load_state_dict(old, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    for key, value in fresh.decode_head.no_target_head.state_dict().items():
+        if value.is_floating_point():
+            assert bool((value == 0.25).all()), key
+    assert set(branch) == set(
+        fresh.decode_head.no_target_head.state_dict())
+    cfg = Config.fromfile(TINY).model
+    cfg['no_target_head'] = dict(type='NoTargetHead')
+    with pytest.raises(ValueError, match='moved into the decode head'):
+        MODELS.build(random_init_cfg(cfg))
 
 
 def test_mmseg_dice_on_empty_target_and_smooth_dice():
@@ -832,8 +876,8 @@ def test_gref_configs_load_and_build():
     assert vitb.test_evaluator.type == 'GReferMetric'
     assert vitb.default_scope == 'sera_mm'
     model = MODELS.build(random_init_cfg(vitb.model, force=True))
-    assert model.no_target_head.in_channels == 256
-    assert model.no_target_head.text_channels == 512
+    assert model.decode_head.no_target_head.in_channels == 256
+    assert model.decode_head.no_target_head.text_channels == 512
     assert type(model.decode_head.loss_decode[1]).__name__ == \
         'SmoothDiceLoss'
     del model
@@ -866,7 +910,7 @@ def test_synthetic_gref_config_trains_one_step():
                 for _ in range(2)], data_samples=samples), True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3)
-    before = copy.deepcopy(model.no_target_head.state_dict())
+    before = copy.deepcopy(model.decode_head.no_target_head.state_dict())
     losses = model(**data, mode='loss')
     assert {'loss_ce', 'loss_dice', 'loss_no_target', 'loss_balance'} <= \
         set(losses)
@@ -874,7 +918,7 @@ def test_synthetic_gref_config_trains_one_step():
     assert torch.isfinite(total)
     total.backward()
     opt.step()
-    after = model.no_target_head.state_dict()
+    after = model.decode_head.no_target_head.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 

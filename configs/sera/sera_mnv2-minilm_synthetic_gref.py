@@ -19,10 +19,11 @@ test_dataloader = dict(dataset=_gref)
 val_evaluator = dict(type='GReferMetric')
 test_evaluator = val_evaluator
 model = dict(
-    decode_head=dict(loss_decode=[
-        dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
-        dict(type='SmoothDiceLoss', smooth=1.0, loss_weight=1.0)
-    ]),
-    no_target_head=dict(
-        type='NoTargetHead', hidden_channels=128, dropout=0.0,
-        threshold=0.5, loss_weight=1.0))
+    decode_head=dict(
+        loss_decode=[
+            dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
+            dict(type='SmoothDiceLoss', smooth=1.0, loss_weight=1.0)
+        ],
+        no_target_head=dict(
+            type='NoTargetHead', hidden_channels=128, dropout=0.0,
+            threshold=0.5, loss_weight=1.0)))

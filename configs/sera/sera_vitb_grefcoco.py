@@ -9,13 +9,14 @@ _base_ = [
     '../_base_/schedules/schedule_sera_50e_refcoco.py'
 ]
 model = dict(
-    decode_head=dict(loss_decode=[
-        dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
-        dict(type='SmoothDiceLoss', smooth=1.0, loss_weight=1.0)
-    ]),
-    no_target_head=dict(
-        type='NoTargetHead', hidden_channels=256, dropout=0.1,
-        threshold=0.5, loss_weight=1.0))
+    decode_head=dict(
+        loss_decode=[
+            dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
+            dict(type='SmoothDiceLoss', smooth=1.0, loss_weight=1.0)
+        ],
+        no_target_head=dict(
+            type='NoTargetHead', hidden_channels=256, dropout=0.1,
+            threshold=0.5, loss_weight=1.0)))
 train_dataloader = dict(batch_size=8)
 default_hooks = dict(
     logger=dict(interval=50),

@@ -86,7 +86,7 @@ class SERAOnnxWrapper(nn.Module):
         for name, _ in self.routers:
             self.output_names += [f'{_safe_name(name)}_weights',
                                   f'{_safe_name(name)}_gates']
-        self.with_no_target = getattr(model, 'no_target_head',
+        self.with_no_target = getattr(model.decode_head, 'no_target_head',
                                       None) is not None
         if self.with_no_target:
             self.output_names.append('no_target_score')
@@ -117,7 +117,8 @@ class SERAOnnxWrapper(nn.Module):
                                    'forward; cannot export its weights')
             outs += [router.last_weights.float(), router.last_gates.float()]
         if self.with_no_target:
-            outs.append(model.no_target_head.predict(fused, text, raw))
+            outs.append(model.decode_head.no_target_head.predict(
+                fused, text, raw))
         return tuple(outs)
 
 
@@ -340,7 +341,8 @@ def export_onnx(model: nn.Module,
         threshold=float(model.decode_head.threshold),
         align_corners=bool(model.decode_head.align_corners))
     if wrapper.with_no_target:
-        post['no_target_threshold'] = float(model.no_target_head.threshold)
+        post['no_target_threshold'] = float(
+            model.decode_head.no_target_head.threshold)
     meta = {
         'version': __version__,
         'config': config or '',

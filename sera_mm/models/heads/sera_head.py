@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.losses import DiceLoss
 from mmseg.models.utils import resize
-from mmseg.utils import SampleList
+from mmseg.utils import ConfigType, OptConfigType, SampleList
 from torch import Tensor
 
 from sera_mm.models.layers import group_count
@@ -135,6 +135,10 @@ class SERAHead(BaseDecodeHead):
             GPUs under a CUDA process group, BatchNorm otherwise); None for
             none.
         loss_decode: loss configs (see above).
+        no_target_head: optional no-target branch for generalised RIS
+            (e.g. ``dict(type='NoTargetHead')``, built with this head's
+            ``in_channels`` and ``text_channels`` unless set); see
+            :meth:`loss` and :meth:`predict`.
         **kwargs: other :class:`BaseDecodeHead` arguments (``ignore_index``,
             ``align_corners``, ``init_cfg``, ...).
     """
@@ -161,6 +165,7 @@ class SERAHead(BaseDecodeHead):
                          loss_weight=1.0),
                      dict(type='DiceLoss', use_sigmoid=True,
                           loss_weight=1.0)),
+                 no_target_head: OptConfigType = None,
                  init_cfg: Optional[dict] = None,
                  **kwargs) -> None:
         if out_channels != 1:
@@ -227,6 +232,12 @@ class SERAHead(BaseDecodeHead):
         self.kernel_gen = nn.Linear(
             text_channels, proj_channels * kernel_size * kernel_size + 1)
         self._init_kernel_gen()
+        self.no_target_head = None
+        if no_target_head is not None:
+            no_target_head = copy.deepcopy(dict(no_target_head))
+            no_target_head.setdefault('in_channels', in_channels)
+            no_target_head.setdefault('text_channels', text_channels)
+            self.no_target_head = MODELS.build(no_target_head)
 
     def _init_kernel_gen(self) -> None:
         fan_in = self.proj_channels * self.kernel_size**2
@@ -308,6 +319,51 @@ class SERAHead(BaseDecodeHead):
         return self.dynamic_conv(x, text.sentence)
 
     # ------------------------------------------------------------------ #
+    def loss(self, inputs: Tuple[Tensor, TextFeatures],
+             batch_data_samples: SampleList, train_cfg: ConfigType) -> dict:
+        """Losses of one forward: :meth:`loss_by_feat` of the logits, plus
+        the no-target branch's ``loss_no_target`` / ``acc_no_target`` (from
+        the fused map, the sentence and these logits) when it exists.
+
+        Args:
+            inputs: (fused (B, C_f, h, w), TextFeatures).
+            batch_data_samples: samples with ``gt_sem_seg`` (and the
+                metainfo ``no_target`` for the branch, see
+                :func:`~sera_mm.models.heads.no_target_labels`).
+            train_cfg: unused (mmseg's head contract).
+        """
+        seg_logits = self.forward(inputs)
+        losses = self.loss_by_feat(seg_logits, batch_data_samples)
+        if self.no_target_head is not None:
+            fused, text = self._check_inputs(inputs)
+            losses.update(self.no_target_head.loss(
+                fused, text, seg_logits, batch_data_samples))
+        return losses
+
+    def predict(self, inputs: Tuple[Tensor, TextFeatures],
+                batch_img_metas: List[dict], test_cfg: ConfigType) -> Tensor:
+        """Logits (B, 1, H_pad, W_pad) at the padded input size.
+
+        With the no-target branch, every sample's probability is written
+        into its meta dict as ``no_target_score`` (the segmentor copies it
+        into the sample's metainfo), and a sample whose score is above the
+        branch's ``threshold`` gets constant logits of -1e4: its predicted
+        mask is empty. The mask logits before that decision are
+        ``self.forward(inputs)``.
+        """
+        raw = self.forward(inputs)
+        seg_logits = self.predict_by_feat(raw, batch_img_metas)
+        if self.no_target_head is None:
+            return seg_logits
+        fused, text = self._check_inputs(inputs)
+        scores = self.no_target_head.predict(fused, text, raw)
+        empty = scores > self.no_target_head.threshold  # (B,)
+        for meta, score in zip(batch_img_metas,
+                               scores.detach().float().cpu().tolist()):
+            meta['no_target_score'] = float(score)
+        return torch.where(empty[:, None, None, None],
+                           seg_logits.new_tensor(-1e4), seg_logits)
+
     def loss_by_feat(self, seg_logits: Tensor,
                      batch_data_samples: SampleList) -> dict:
         """Sigmoid losses against the binary masks (see the class doc).

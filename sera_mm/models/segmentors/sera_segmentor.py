@@ -24,6 +24,15 @@ def _meta(item: MetaOrSample) -> dict:
     return item.metainfo if isinstance(item, SegDataSample) else item
 
 
+def _moved_no_target_keys(state_dict: dict, prefix: str, *args) -> None:
+    """State-dict pre-hook: ``no_target_head.*`` (the segmentor's branch
+    of earlier releases) -> ``decode_head.no_target_head.*``."""
+    old = prefix + 'no_target_head.'
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + 'decode_head.' + key[len(prefix):]] = \
+            state_dict.pop(key)
+
+
 @MODELS.register_module()
 class SERASegmentor(BaseSegmentor):
     """Referring image segmentor.
@@ -63,16 +72,14 @@ class SERASegmentor(BaseSegmentor):
     Only ``test_cfg.mode='whole'`` is supported: sliding windows would cut
     the referred object out of context, which is meaningless for RIS.
 
-    Generalised RIS (an expression may name nothing): with a
-    ``no_target_head`` (e.g. :class:`~sera_mm.models.heads.NoTargetHead`,
-    built with the neck's width as ``in_channels`` and the text width as
-    ``text_channels`` unless set), training adds its loss
-    (``loss_no_target``, computed from the fused map, the sentence feature
-    and the mask logits of the same forward), and prediction sets the
-    metainfo ``no_target_score`` (its probability) and empties
-    ``pred_sem_seg`` of every sample whose score is above the head's
-    ``threshold`` (``seg_logits`` keep the mask head's logits). Without it
-    nothing changes.
+    Generalised RIS (an expression may name nothing): the decision is part
+    of the decode head (``decode_head=dict(no_target_head=...)``, see
+    :class:`~sera_mm.models.heads.SERAHead`), which adds its loss and, at
+    prediction, empties the mask of the samples it calls no-target. Any
+    per-sample value a head writes into the meta dicts it is given (the
+    no-target branch's ``no_target_score``) is copied into the metainfo of
+    the returned samples. Checkpoints written when the branch was the
+    segmentor's ``no_target_head`` load into the new place.
 
     Args:
         text_encoder: text encoder config.
@@ -86,7 +93,8 @@ class SERASegmentor(BaseSegmentor):
         z_loss_weight: weight of the paper's router z-loss.
         z_lse_loss_weight: weight of ST-MoE's router z-loss.
         assign_loss_weight: weight of the token-assignment regulariser.
-        no_target_head: optional no-target head config (see above).
+        no_target_head: no longer accepted here: the branch moved into
+            the decode head (a clear error says how to write it).
         channels_last: run the image path in channels-last (NHWC) memory
             format: the input batch is converted before the backbone, and
             the convolutions follow it (their weights stay as they are, so
@@ -150,14 +158,14 @@ class SERASegmentor(BaseSegmentor):
                            getattr(self.neck, 'channels', None))
         if neck_out is not None:
             decode_head.setdefault('in_channels', int(neck_out))
-        self.decode_head = MODELS.build(decode_head)
-        self.no_target_head = None
         if no_target_head is not None:
-            no_target_head = copy.deepcopy(dict(no_target_head))
-            no_target_head.setdefault('text_channels', text_channels)
-            if neck_out is not None:
-                no_target_head.setdefault('in_channels', int(neck_out))
-            self.no_target_head = MODELS.build(no_target_head)
+            raise ValueError(
+                'model.no_target_head moved into the decode head: write '
+                'model=dict(decode_head=dict(no_target_head=dict('
+                f"type={dict(no_target_head).get('type')!r}, ...))) "
+                '(checkpoints with the old keys load as they are)')
+        self.decode_head = MODELS.build(decode_head)
+        self._register_load_state_dict_pre_hook(_moved_no_target_keys)
         self.align_corners = self.decode_head.align_corners
         self.num_classes = self.decode_head.num_classes
         self.out_channels = self.decode_head.out_channels
@@ -270,16 +278,7 @@ class SERASegmentor(BaseSegmentor):
         # the routing losses come from what this forward's routers
         # returned, not from module state another forward may overwrite
         feats, routing = self.extract_feat_and_routing(inputs, data_samples)
-        if self.no_target_head is None:
-            losses = self.decode_head.loss(feats, data_samples,
-                                           self.train_cfg)
-        else:
-            # what decode_head.loss does, keeping the logits for the
-            # no-target head
-            seg_logits = self.decode_head.forward(feats)
-            losses = self.decode_head.loss_by_feat(seg_logits, data_samples)
-            losses.update(self.no_target_head.loss(
-                feats[0], feats[1], seg_logits, data_samples))
+        losses = self.decode_head.loss(feats, data_samples, self.train_cfg)
         active = [k for k, w in self.aux_loss_weights.items() if w > 0]
         if active:
             for key, value in self.router_losses(active, routing).items():
@@ -293,31 +292,25 @@ class SERASegmentor(BaseSegmentor):
 
         Returns:
             list[SegDataSample]: with ``seg_logits`` (1, H_ori, W_ori)
-            logits, ``pred_sem_seg`` (1, H_ori, W_ori) in {0, 1} and
-            metainfo ``routing`` (and ``no_target_score`` with a
-            no-target head, whose positive samples get an empty
-            ``pred_sem_seg``).
+            logits, ``pred_sem_seg`` (1, H_ori, W_ori) in {0, 1},
+            metainfo ``routing`` and what the head reported per sample
+            (``no_target_score`` with a no-target branch).
         """
         if data_samples is None:
             raise ValueError('SERASegmentor.predict needs data samples with '
                              "the metainfo 'text'")
         batch_img_metas = [s.metainfo for s in data_samples]
-        scores = None
-        # what encode_decode does, keeping the features, logits and this
-        # forward's routing
+        # encode_decode, keeping this forward's routing
         feats, routing = self.extract_feat_and_routing(inputs,
                                                        batch_img_metas)
-        if self.no_target_head is None:
-            seg_logits = self.decode_head.predict(feats, batch_img_metas,
-                                                  self.test_cfg)
-        else:
-            raw = self.decode_head.forward(feats)
-            seg_logits = self.decode_head.predict_by_feat(raw,
-                                                          batch_img_metas)
-            scores = self.no_target_head.predict(feats[0], feats[1], raw)
+        seg_logits = self.decode_head.predict(feats, batch_img_metas,
+                                              self.test_cfg)
         results = self.postprocess_result(seg_logits, data_samples)
-        if scores is not None:
-            self.apply_no_target(results, scores)
+        for sample, meta in zip(results, batch_img_metas):
+            known = sample.metainfo
+            added = {k: v for k, v in meta.items() if k not in known}
+            if added:  # per-sample outputs of the head
+                sample.set_metainfo(added)
         names = {id(r): n for n, r in self.routers()}
         per_router = []
         for out in routing:
@@ -337,17 +330,6 @@ class SERASegmentor(BaseSegmentor):
                 }
             sample.set_metainfo(dict(routing=meta))
         return results
-
-    def apply_no_target(self, results: SampleList, scores: Tensor) -> None:
-        """Set ``no_target_score`` and empty ``pred_sem_seg`` where the
-        score (B,) exceeds ``no_target_head.threshold``."""
-        threshold = self.no_target_head.threshold
-        for sample, score in zip(results, scores.detach().float().cpu()):
-            score = float(score)
-            sample.set_metainfo(dict(no_target_score=score))
-            if score > threshold:
-                sample.pred_sem_seg = PixelData(
-                    data=torch.zeros_like(sample.pred_sem_seg.data))
 
     def postprocess_result(self,
                            seg_logits: Tensor,

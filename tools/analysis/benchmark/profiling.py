@@ -16,8 +16,7 @@ def profile_parts(model: nn.Module) -> Dict[str, nn.Module]:
     the backbone's pretrained encoder (its blocks, adapters excluded), each
     adapter, the neck and the decode head (names -> modules)."""
     parts: Dict[str, nn.Module] = {}
-    for name in ('text_encoder', 'backbone', 'neck', 'decode_head',
-                 'no_target_head'):
+    for name in ('text_encoder', 'backbone', 'neck', 'decode_head'):
         module = getattr(model, name, None)
         if module is not None:
             parts[name] = module
