@@ -1,6 +1,6 @@
-"""The PET base-weight check: cheap fingerprints with a tolerance, entries
-added to the model since the checkpoint are not compared, and format-1
-checkpoints (exact digest) still load."""
+"""The PET base-weight check: cheap fingerprints with a tolerance, and
+entries added to the model since the checkpoint are not compared (format-1
+checkpoints: tests/test_checkpoint_upgrade.py)."""
 import pytest
 import torch
 import torch.nn as nn
@@ -8,7 +8,7 @@ import torch.nn as nn
 from sera_mm.engine.pet_checkpoint import (CheckpointMismatchError,
                                            check_base_digest,
                                            compare_fingerprints,
-                                           state_digest, state_fingerprint)
+                                           state_fingerprint)
 
 
 class _Net(nn.Module):
@@ -65,25 +65,3 @@ def test_fingerprints_compare_shape_dtype_and_sums():
         "w (shape/dtype [2, 3] torch.float32 vs [3, 2] torch.float32)"]
     c = dict(a, i=torch.arange(4) + 1)
     assert compare_fingerprints(fa, state_fingerprint(c, c)) == ['i']
-
-
-def test_format_1_digest_ignores_router_temperatures_added_later():
-    from sera_mm.models.routers import ExpertRouter
-    model = nn.Module()
-    model.backbone = nn.Linear(4, 4)
-    model.router = ExpertRouter(4, 3, 2)
-    state = model.state_dict()
-    pet = {k: v for k, v in state.items() if k.startswith('router.')
-           and k != 'router._temperature'}
-    # what an older release recorded: no temperature buffer existed then
-    legacy = dict(base_digest=state_digest(
-        state, [k for k in state if k.startswith('backbone.')]))
-    assert check_base_digest(model, pet, legacy)
-    # format 1 written once the buffer existed: the digest includes it
-    with_buffer = dict(base_digest=state_digest(
-        state, [k for k in state if k not in pet]))
-    assert check_base_digest(model, pet, with_buffer)
-    with torch.no_grad():
-        model.backbone.weight.add_(1)
-    with pytest.raises(CheckpointMismatchError, match='base digest'):
-        check_base_digest(model, pet, legacy)

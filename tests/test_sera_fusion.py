@@ -63,8 +63,8 @@ def test_fusion_experts_registered():
               'MultiScaleFusionExpert'):
         assert MODELS.get(t) is not None
     identity, dilated = build_fusion_experts(['identity', 'dilated3x3'], CF)
-    assert identity.block[0].kernel_size == (1, 1)
-    assert dilated.block[0].dilation == (2, 2)
+    assert identity.block.conv.kernel_size == (1, 1)
+    assert dilated.block.conv.dilation == (2, 2)
 
 
 def test_coord_maps_are_normalised_positions():

@@ -11,9 +11,6 @@ The output is written atomically and never replaces an existing file unless
 ``--force`` is given; its SHA-256 is printed.
 """
 import argparse
-import hashlib
-import io
-import os
 import os.path as osp
 import sys
 
@@ -24,10 +21,8 @@ from sera_mm.utils import setup_runtime  # noqa: E402
 # the mmcv.ops fallback and the checkpoint safe globals, before anything
 # imports mmseg (docs/en/advanced_guides/architecture.md)
 setup_runtime()
-import torch  # noqa: E402
-
-from sera_mm.utils.file_io import atomic_write_bytes  # noqa: E402
-from sera_mm.engine.pet_checkpoint import read_checkpoint  # noqa: E402
+from sera_mm.engine.pet_checkpoint import (read_checkpoint,  # noqa: E402
+                                           write_checkpoint_file)
 from sera_mm.utils.cli import add_debug_argument, run_cli  # noqa: E402
 
 #: Top-level entries kept; everything else only serves --resume.
@@ -43,20 +38,11 @@ def publish(src: str, dst: str, force: bool = False) -> str:
         FileExistsError: ``dst`` exists and ``force`` is False.
         ValueError: ``src`` and ``dst`` are the same file.
     """
-    if osp.exists(dst) and not force:
-        raise FileExistsError(f'{dst} exists; pass --force to replace it')
-    if osp.exists(dst) and osp.samefile(src, dst):
-        raise ValueError(f'source and destination are the same file: {dst}')
     ckpt = read_checkpoint(src)
     slim = {k: ckpt[k] for k in KEPT_KEYS if k in ckpt}
     slim['meta'] = {k: v for k, v in slim.get('meta', {}).items()
                     if k not in DROPPED_META}
-    buf = io.BytesIO()
-    torch.save(slim, buf)
-    data = buf.getvalue()
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    atomic_write_bytes(data, dst)
-    return hashlib.sha256(data).hexdigest()
+    return write_checkpoint_file(slim, dst, force=force, src=src)
 
 
 def main(argv=None) -> None:

@@ -16,8 +16,9 @@ plus ``meta['pet']``::
          model_class='SERASegmentor',
          config_digest='<sha256 of the model config>',
          base_fingerprint={key: [shape, dtype, sum, sum of squares]}
-         # for every state entry the checkpoint omits (format 2; format 1
-         # stored base_digest, an exact SHA-256 of those entries)
+         # for every state entry the checkpoint omits (format 1 stored
+         # base_digest, an exact SHA-256 of those entries; upgrade such a
+         # checkpoint with tools/model_converters/upgrade_checkpoint.py)
 
 Loading merges it into a model built with its pretrained weights and is
 strict about what the checkpoint holds: a key the model lacks, a shape
@@ -28,6 +29,7 @@ from the ones the checkpoint was trained on (other pretrained weights, or
 randomly initialised encoders built with another seed), up to float rounding.
 """
 import hashlib
+import io
 import json
 import os
 import os.path as osp
@@ -64,6 +66,31 @@ class UnsafeCheckpointError(CheckpointReadError):
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's contents do not fit the model it is loaded into."""
+
+
+def write_checkpoint_file(ckpt: Mapping[str, Any], dst: str,
+                          force: bool = False,
+                          src: Optional[str] = None) -> str:
+    """Write a checkpoint dict to a new file, atomically; returns the
+    SHA-256 of the bytes written.
+
+    Raises:
+        FileExistsError: ``dst`` exists and ``force`` is False.
+        ValueError: ``src`` (the file the checkpoint was read from) and
+            ``dst`` are the same file.
+    """
+    if osp.exists(dst) and src is not None and osp.exists(src) and \
+            osp.samefile(src, dst):
+        raise ValueError(f'source and destination are the same file: {dst}')
+    if osp.exists(dst) and not force:
+        raise FileExistsError(f'{dst} exists; pass --force to replace it')
+    from sera_mm.utils.file_io import atomic_write_bytes
+    buf = io.BytesIO()
+    torch.save(dict(ckpt), buf)
+    data = buf.getvalue()
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    atomic_write_bytes(data, dst)
+    return hashlib.sha256(data).hexdigest()
 
 
 # --------------------------------------------------------------------------
@@ -274,11 +301,6 @@ def make_pet_checkpoint_state(
     return pet_state, meta
 
 
-#: State entries added to the models after PET format 1 checkpoints were
-#: first written; a format-1 ``base_digest`` was computed without them.
-ADDED_AFTER_FORMAT_1 = (re.compile(r'(^|\.)router\._temperature$'),
-                        re.compile(r'(^|\.)routers\.\d+\._temperature$'))
-
 #: Default relative tolerance of the base-weight check (see
 #: :func:`compare_fingerprints`).
 BASE_RTOL = 1e-3
@@ -374,8 +396,11 @@ def check_state_fits_model(model: nn.Module,
     missing = sorted(k for k in required if k not in state)
     if not (unexpected or mismatched or missing):
         return
-    lines = [f'{source} does not fit the model {type(model).__name__} '
-             '(is it a checkpoint of another config?):']
+    from .checkpoint_upgrade import legacy_hint
+    hint = legacy_hint(model, state)
+    lines = [f'{source} does not fit the model {type(model).__name__} ' +
+             (f'({hint}):' if hint else
+              '(is it a checkpoint of another config?):')]
     if unexpected:
         lines.append(_format_keys('keys not in the model', unexpected))
     if mismatched:
@@ -398,10 +423,10 @@ def check_base_digest(model: nn.Module,
     cheap, no host copy): weights equal up to ``rtol`` pass, so the same
     weights from another source (an OpenAI ``.pt`` against the hub's copy)
     are accepted; entries the model gained since the checkpoint was written
-    (new buffers) are not compared. Older (format 1) checkpoints carry an
-    exact SHA-256 ``base_digest`` instead, computed without the entries
-    listed in ``ADDED_AFTER_FORMAT_1``. Weights that really differ can be
-    accepted on purpose with ``mode='warn'`` (``--check-base warn``).
+    (new buffers) are not compared. A format-1 checkpoint (an exact
+    ``base_digest`` instead) is refused with the command that upgrades it.
+    Weights that really differ can be accepted on purpose with
+    ``mode='warn'`` (``--check-base warn``).
 
     Args:
         model: target model, built with its pretrained weights.
@@ -424,26 +449,18 @@ def check_base_digest(model: nn.Module,
     expected = pet_meta.get('base_digest')
     if mode == 'ignore' or not (fingerprint or expected):
         return True
+    if not fingerprint:
+        from .checkpoint_upgrade import legacy_hint
+        raise CheckpointMismatchError(
+            f'{source}: {legacy_hint(model, state, pet_meta)}')
     model_state = unwrap_model(model).state_dict()
-    if fingerprint:
-        actual_fp = state_fingerprint(
-            model_state, [k for k in fingerprint if k in model_state])
-        bad = compare_fingerprints(fingerprint, actual_fp, rtol)
-        if not bad:
-            return True
-        what = (f'{len(bad)} of {len(fingerprint)} frozen tensors differ '
-                f'beyond rtol={rtol:g}, e.g. {", ".join(bad[:3])}')
-    else:  # format-1 checkpoints: an exact SHA-256, written with or
-        # without the entries added later
-        omitted = [k for k in model_state if k not in state]
-        older = [k for k in omitted
-                 if not any(r.search(k) for r in ADDED_AFTER_FORMAT_1)]
-        actual = state_digest(model_state, older)
-        if actual == expected or (len(older) < len(omitted) and
-                                  state_digest(model_state, omitted) ==
-                                  expected):
-            return True
-        what = f'base digest {actual[:12]} != {expected[:12]}'
+    actual_fp = state_fingerprint(
+        model_state, [k for k in fingerprint if k in model_state])
+    bad = compare_fingerprints(fingerprint, actual_fp, rtol)
+    if not bad:
+        return True
+    what = (f'{len(bad)} of {len(fingerprint)} frozen tensors differ '
+            f'beyond rtol={rtol:g}, e.g. {", ".join(bad[:3])}')
     msg = (f'{source}: the model\'s frozen weights differ from those the PET '
            f'checkpoint was trained on ({what}); build the model with the '
            f'pretrained weights {dict(pet_meta.get("pretrained") or {})} '

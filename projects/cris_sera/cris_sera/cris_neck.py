@@ -7,43 +7,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from sera_mm.models.layers import group_count
+from mmcv.cnn import build_norm_layer
+
+from sera_mm.models.layers import DEFAULT_NORM_CFG, ConvNormAct, norm_cfg_for
 from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 
 
-def _norm2d(norm: str, channels: int) -> nn.Module:
-    if norm == 'GN':
-        return nn.GroupNorm(group_count(channels), channels)
-    if norm == 'BN':
-        return nn.BatchNorm2d(channels)
-    raise ValueError(f"norm must be 'GN' or 'BN', got {norm!r}")
-
-
-class ConvNormReLU(nn.Sequential):
-    """Conv2d (no bias) -> GroupNorm/BatchNorm -> ReLU, 'same' padding."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
-                 norm: str = 'GN') -> None:
-        super().__init__(
-            nn.Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                padding=kernel_size // 2,
-                bias=False), _norm2d(norm, out_channels),
-            nn.ReLU(inplace=True))
-
-
 class CoordConvNormReLU(nn.Module):
     """CoordConv: concatenates normalised x / y maps in [-1, 1] to the input
-    (2 extra channels), then :class:`ConvNormReLU`."""
+    (2 extra channels), then a conv-norm-ReLU (mmcv's ``ConvModule``)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
-                 norm: str = 'GN') -> None:
+                 norm_cfg: Optional[dict] = DEFAULT_NORM_CFG) -> None:
         super().__init__()
-        self.conv = ConvNormReLU(in_channels + 2, out_channels, kernel_size,
-                                 norm)
+        self.conv = ConvNormAct(in_channels + 2, out_channels, kernel_size,
+                                norm_cfg=norm_cfg)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, C, h, w) -> (B, out_channels, h, w)."""
@@ -104,7 +83,9 @@ class CRISNeck(nn.Module):
         top_channels: width of the modulated top level f5 (CRIS: 1024).
         low_channels: width of the projected C3 (CRIS: 256).
         sentence_act: 'relu', 'tanh' or 'none'.
-        norm: 'GN' (default, batch-size independent) or 'BN' (CRIS).
+        norm_cfg: mmcv norm config: dict(type='GN') (default, batch-size
+            independent), dict(type='BN') (CRIS; SyncBN under distributed
+            training), ...
 
     Attributes:
         channels: output width (read by the segmentor as the head's
@@ -118,7 +99,7 @@ class CRISNeck(nn.Module):
                  top_channels: int = 1024,
                  low_channels: int = 256,
                  sentence_act: str = 'relu',
-                 norm: str = 'GN') -> None:
+                 norm_cfg: Optional[dict] = DEFAULT_NORM_CFG) -> None:
         super().__init__()
         in_channels = [int(c) for c in in_channels]
         if len(in_channels) != 3:
@@ -127,8 +108,6 @@ class CRISNeck(nn.Module):
         if sentence_act not in ('relu', 'tanh', 'none'):
             raise ValueError(f"sentence_act must be 'relu', 'tanh' or "
                              f"'none', got {sentence_act!r}")
-        if norm not in ('GN', 'BN'):
-            raise ValueError(f"norm must be 'GN' or 'BN', got {norm!r}")
         self.in_channels = in_channels
         self.text_channels = int(text_channels)
         self.channels = int(channels)
@@ -142,23 +121,24 @@ class CRISNeck(nn.Module):
             nn.Linear(text_channels, top_channels),
             nn.LayerNorm(top_channels))
         # fusion 1: C5 x sentence
-        self.proj5 = ConvNormReLU(c5, top_channels, 1, norm)
+        self.proj5 = ConvNormAct(c5, top_channels, 1, norm_cfg=norm_cfg)
         self.norm5 = nn.Sequential(
-            _norm2d(norm, top_channels), nn.ReLU(inplace=True))
+            build_norm_layer(norm_cfg_for(norm_cfg, top_channels),
+                             top_channels)[1], nn.ReLU(inplace=True))
         # fusion 2: C4 + upsampled f5 (top-down)
-        self.proj4 = ConvNormReLU(c4, channels, 3, norm)
-        self.cat4 = ConvNormReLU(channels + top_channels, channels, 1, norm)
+        self.proj4 = ConvNormAct(c4, channels, 3, norm_cfg=norm_cfg)
+        self.cat4 = ConvNormAct(channels + top_channels, channels, 1, norm_cfg=norm_cfg)
         # fusion 3: pooled C3 + f4 (bottom-up)
-        self.proj3 = ConvNormReLU(c3, low_channels, 3, norm)
-        self.cat3 = ConvNormReLU(low_channels + channels, channels, 1, norm)
+        self.proj3 = ConvNormAct(c3, low_channels, 3, norm_cfg=norm_cfg)
+        self.cat3 = ConvNormAct(low_channels + channels, channels, 1, norm_cfg=norm_cfg)
         # aggregation of the three fused levels
-        self.out5 = ConvNormReLU(top_channels, channels, 3, norm)
-        self.out4 = ConvNormReLU(channels, channels, 3, norm)
-        self.out3 = ConvNormReLU(channels, channels, 3, norm)
-        self.aggr = ConvNormReLU(3 * channels, channels, 1, norm)
+        self.out5 = ConvNormAct(top_channels, channels, 3, norm_cfg=norm_cfg)
+        self.out4 = ConvNormAct(channels, channels, 3, norm_cfg=norm_cfg)
+        self.out3 = ConvNormAct(channels, channels, 3, norm_cfg=norm_cfg)
+        self.aggr = ConvNormAct(3 * channels, channels, 1, norm_cfg=norm_cfg)
         self.coord = nn.Sequential(
-            CoordConvNormReLU(channels, channels, 3, norm),
-            ConvNormReLU(channels, channels, 3, norm))
+            CoordConvNormReLU(channels, channels, 3, norm_cfg=norm_cfg),
+            ConvNormAct(channels, channels, 3, norm_cfg=norm_cfg))
 
     def _check_inputs(self, feats: List[Tensor], text: TextFeatures) -> None:
         if len(feats) != 3:

@@ -35,7 +35,7 @@ model = dict(
         top_channels=1024,
         low_channels=256,
         sentence_act='relu',
-        norm='BN'),
+        norm_cfg=dict(type='BN')),
     decode_head=dict(
         # decoder at the neck's width (vis_dim 512), projector at half
         channels=512, proj_channels=256, num_layers=3, num_heads=8,

@@ -1,7 +1,6 @@
 """SERA decode head: vision-language decoder, upsampling projector and a
 convolution whose kernel is generated from the sentence feature."""
 import copy
-import logging
 import math
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -14,75 +13,19 @@ from mmseg.models.utils import resize
 from mmseg.utils import ConfigType, OptConfigType, SampleList
 from torch import Tensor
 
-from sera_mm.models.layers import group_count
+from sera_mm.models.layers import DEFAULT_NORM_CFG, ConvNormAct
 from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 from .vl_decoder import VLTransformerDecoder
 
 
-def _norm_layer(norm_cfg: Optional[dict], channels: int) -> nn.Module:
-    """GroupNorm (default; batch-size independent), BatchNorm, SyncBN
-    (``nn.SyncBatchNorm`` under a CUDA process group, else BatchNorm2d with
-    one logged warning) or none."""
-    if norm_cfg is None:
-        return nn.Identity()
-    cfg = dict(norm_cfg)
-    kind = cfg.pop('type')
-    cfg.pop('requires_grad', None)
-    if kind == 'GN':
-        groups = cfg.pop('num_groups', None) or group_count(channels)
-        if channels % groups != 0:
-            groups = group_count(channels, groups)
-        return nn.GroupNorm(groups, channels, **cfg)
-    if kind == 'SyncBN':
-        if sync_bn_available():
-            return nn.SyncBatchNorm(channels, **cfg)
-        _warn_sync_bn_fallback()
-        return nn.BatchNorm2d(channels, **cfg)
-    if kind in ('BN', 'BN2d'):
-        return nn.BatchNorm2d(channels, **cfg)
-    raise ValueError(
-        f"norm_cfg type must be 'GN', 'BN' or 'SyncBN', got {kind!r}")
-
-
-def sync_bn_available() -> bool:
-    """Whether ``SyncBatchNorm`` can run: a process group on a backend
-    that supports it (NCCL, i.e. CUDA) is initialised. mmengine's Runner
-    initialises the group before it builds the model."""
-    import torch.distributed as dist
-    return (dist.is_available() and dist.is_initialized()
-            and dist.get_backend() == 'nccl')
-
-
-_SYNC_BN_WARNED = [False]
-
-
-def _warn_sync_bn_fallback() -> None:
-    if _SYNC_BN_WARNED[0]:
-        return
-    _SYNC_BN_WARNED[0] = True
-    from mmengine.logging import print_log
-    print_log("norm_cfg type 'SyncBN' needs a CUDA (NCCL) process group; "
-              'none is initialised (single process, CPU or gloo), so '
-              'BatchNorm2d is used instead', logger='current',
-              level=logging.WARNING)
-
-
-class _UpBlock(nn.Sequential):
-    """x2 bilinear upsampling then 3x3 conv + norm + ReLU."""
-
-    def __init__(self, in_channels: int, out_channels: int,
-                 norm_cfg: Optional[dict], align_corners: bool) -> None:
-        super().__init__(
-            nn.Upsample(
-                scale_factor=2, mode='bilinear', align_corners=align_corners),
-            nn.Conv2d(
-                in_channels,
-                out_channels,
-                3,
-                padding=1,
-                bias=norm_cfg is None), _norm_layer(norm_cfg, out_channels),
-            nn.ReLU(inplace=True))
+def _up_block(in_channels: int, out_channels: int, norm_cfg: Optional[dict],
+              align_corners: bool) -> nn.Sequential:
+    """x2 bilinear upsampling then a 3x3 conv-norm-ReLU."""
+    return nn.Sequential(
+        nn.Upsample(
+            scale_factor=2, mode='bilinear', align_corners=align_corners),
+        ConvNormAct(in_channels, out_channels, 3, norm_cfg=norm_cfg))
 
 
 @MODELS.register_module()
@@ -130,10 +73,10 @@ class SERAHead(BaseDecodeHead):
         kernel_size: size of the sentence-generated kernel (odd).
         out_channels: must be 1 (binary mask).
         threshold: probability threshold of the prediction.
-        norm_cfg: projector norm, dict(type='GN') (default),
-            dict(type='BN') or dict(type='SyncBN') (synchronised across
-            GPUs under a CUDA process group, BatchNorm otherwise); None for
-            none.
+        norm_cfg: mmcv norm config of the input projection and the
+            upsampling blocks: dict(type='GN') (default), dict(type='BN'),
+            dict(type='SyncBN') (the launchers turn it into BN without
+            CUDA), ...; None for none.
         loss_decode: loss configs (see above).
         no_target_head: optional no-target branch for generalised RIS
             (e.g. ``dict(type='NoTargetHead')``, built with this head's
@@ -157,7 +100,7 @@ class SERAHead(BaseDecodeHead):
                  kernel_size: int = 3,
                  out_channels: int = 1,
                  threshold: float = 0.35,
-                 norm_cfg: Optional[dict] = dict(type='GN'),
+                 norm_cfg: Optional[dict] = DEFAULT_NORM_CFG,
                  loss_decode: Union[dict, Sequence[dict]] = (
                      dict(
                          type='CrossEntropyLoss',
@@ -206,9 +149,8 @@ class SERAHead(BaseDecodeHead):
         proj_channels = proj_channels or max(channels // 2, 1)
         self.proj_channels = proj_channels
 
-        self.input_proj = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 1, bias=norm_cfg is None),
-            _norm_layer(norm_cfg, channels), nn.ReLU(inplace=True))
+        self.input_proj = ConvNormAct(in_channels, channels, 1,
+                                      norm_cfg=norm_cfg)
         self.word_proj = nn.Sequential(
             nn.Linear(text_channels, channels), nn.LayerNorm(channels))
         self.decoder = VLTransformerDecoder(
@@ -225,7 +167,7 @@ class SERAHead(BaseDecodeHead):
         # P (= channels / 2 by default) channels, not ``channels``.
         for _ in range(num_upsample):
             ups.append(
-                _UpBlock(c, proj_channels, norm_cfg, self.align_corners))
+                _up_block(c, proj_channels, norm_cfg, self.align_corners))
             c = proj_channels
         self.upsample = nn.Sequential(*ups)
         self.proj_conv = nn.Conv2d(c, proj_channels, 1)

@@ -6,47 +6,32 @@ stride, same size out). Short names: 'identity', 'conv3x3', 'dilated3x3',
 paper's residual experts 'paper_spatial', 'paper_context', 'paper_boundary',
 'paper_shape' (:mod:`.paper_fusion_experts`).
 """
-from typing import Dict, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from sera_mm.models.layers.grid import (build_experts, check_grid, coord_maps,
-                                        group_count)
+from sera_mm.models.layers import (DEFAULT_NORM_CFG, ConvNormAct,
+                                   build_experts, check_grid, coord_maps)
 from sera_mm.registry import MODELS
-
-
-class _ConvNormAct(nn.Sequential):
-    """Conv2d (no bias) -> GroupNorm -> ReLU."""
-
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 kernel_size: int,
-                 dilation: int = 1) -> None:
-        padding = dilation * (kernel_size // 2)
-        super().__init__(
-            nn.Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                padding=padding,
-                dilation=dilation,
-                bias=False),
-            nn.GroupNorm(group_count(out_channels), out_channels),
-            nn.ReLU(inplace=True))
 
 
 @MODELS.register_module()
 class PointwiseFusionExpert(nn.Module):
-    """'identity': a 1x1 conv (+ GroupNorm + ReLU), no spatial mixing."""
+    """'identity': a 1x1 conv (+ norm + ReLU), no spatial mixing.
 
-    def __init__(self, channels: int) -> None:
+    Args:
+        channels: C, input and output channels.
+        norm_cfg: mmcv norm config (default GroupNorm).
+    """
+
+    def __init__(self, channels: int,
+                 norm_cfg: Optional[dict] = DEFAULT_NORM_CFG) -> None:
         super().__init__()
         self.channels = channels
-        self.block = _ConvNormAct(channels, channels, 1)
+        self.block = ConvNormAct(channels, channels, 1, norm_cfg=norm_cfg)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, h, w) -> (B, C, h, w)."""
@@ -61,15 +46,18 @@ class ConvFusionExpert(nn.Module):
     Args:
         channels: C, input and output channels.
         dilation: 1 for 'conv3x3'; 'dilated3x3' uses 2 by default.
+        norm_cfg: mmcv norm config (default GroupNorm).
     """
 
-    def __init__(self, channels: int, dilation: int = 1) -> None:
+    def __init__(self, channels: int, dilation: int = 1,
+                 norm_cfg: Optional[dict] = DEFAULT_NORM_CFG) -> None:
         super().__init__()
         if dilation < 1:
             raise ValueError(f'dilation must be >= 1, got {dilation}')
         self.channels = channels
         self.dilation = dilation
-        self.block = _ConvNormAct(channels, channels, 3, dilation=dilation)
+        self.block = ConvNormAct(channels, channels, 3, dilation=dilation,
+                                 norm_cfg=norm_cfg)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, h, w) -> (B, C, h, w)."""
@@ -81,20 +69,23 @@ class ConvFusionExpert(nn.Module):
 class DilatedFusionExpert(ConvFusionExpert):
     """'dilated3x3': a 3x3 conv with dilation (default 2)."""
 
-    def __init__(self, channels: int, dilation: int = 2) -> None:
-        super().__init__(channels, dilation=dilation)
+    def __init__(self, channels: int, dilation: int = 2,
+                 norm_cfg: Optional[dict] = DEFAULT_NORM_CFG) -> None:
+        super().__init__(channels, dilation=dilation, norm_cfg=norm_cfg)
 
 
 @MODELS.register_module()
 class CoordFusionExpert(nn.Module):
     """'coord': CoordConv. Concatenates normalised x/y maps to the input and
-    applies a 3x3 conv (+ GroupNorm + ReLU), so the expert can localise
-    ("left", "top")."""
+    applies a 3x3 conv (+ norm + ReLU), so the expert can localise
+    ("left", "top"). ``norm_cfg``: mmcv norm config (default GroupNorm)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int,
+                 norm_cfg: Optional[dict] = DEFAULT_NORM_CFG) -> None:
         super().__init__()
         self.channels = channels
-        self.block = _ConvNormAct(channels + 2, channels, 3)
+        self.block = ConvNormAct(channels + 2, channels, 3,
+                                 norm_cfg=norm_cfg)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, h, w) -> (B, C, h, w)."""
@@ -105,16 +96,18 @@ class CoordFusionExpert(nn.Module):
 @MODELS.register_module()
 class MultiScaleFusionExpert(nn.Module):
     """'multiscale': average-pool down by ``scale`` (ceil mode), 3x3 conv
-    (+ GroupNorm + ReLU) at the coarse scale, bilinear upsample back to the
-    input size, plus the input (residual)."""
+    (+ norm + ReLU) at the coarse scale, bilinear upsample back to the
+    input size, plus the input (residual). ``norm_cfg``: mmcv norm config
+    (default GroupNorm)."""
 
-    def __init__(self, channels: int, scale: int = 2) -> None:
+    def __init__(self, channels: int, scale: int = 2,
+                 norm_cfg: Optional[dict] = DEFAULT_NORM_CFG) -> None:
         super().__init__()
         if scale < 1:
             raise ValueError(f'scale must be >= 1, got {scale}')
         self.channels = channels
         self.scale = scale
-        self.block = _ConvNormAct(channels, channels, 3)
+        self.block = ConvNormAct(channels, channels, 3, norm_cfg=norm_cfg)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, h, w) -> (B, C, h, w)."""

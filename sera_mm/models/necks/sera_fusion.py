@@ -1,19 +1,20 @@
 """SERA-Fusion neck: routed geometry-preserving experts per level, text
 modulation and word cross-attention, then aggregation into one map."""
 import copy
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from sera_mm.models.layers import WordCrossAttention, expert_name
+from sera_mm.models.layers import (DEFAULT_NORM_CFG, ConvNormAct,
+                                   WordCrossAttention, expert_name)
 from sera_mm.models.routers import ExpertRouter  # noqa: F401 (registers)
 from sera_mm.models.routers.mixture import mix_experts
 from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
-from .fusion_experts import _ConvNormAct, build_fusion_experts
+from .fusion_experts import build_fusion_experts
 
 
 class SentenceFiLM(nn.Module):
@@ -86,6 +87,8 @@ class SERAFusion(nn.Module):
         residual: add the expert mixture to the lateral feature (True) or
             use the mixture as the level feature (False, for residual
             experts).
+        norm_cfg: mmcv norm config of the lateral and fuse blocks (default
+            GroupNorm; e.g. dict(type='SyncBN')).
     """
 
     def __init__(self,
@@ -100,7 +103,8 @@ class SERAFusion(nn.Module):
                  num_heads: int = 8,
                  word_attention: bool = True,
                  aggregate: str = 'concat',
-                 residual: bool = True) -> None:
+                 residual: bool = True,
+                 norm_cfg: Optional[dict] = DEFAULT_NORM_CFG) -> None:
         super().__init__()
         in_channels = list(in_channels)
         if len(in_channels) == 0:
@@ -122,7 +126,8 @@ class SERAFusion(nn.Module):
         num_levels = len(in_channels)
 
         self.laterals = nn.ModuleList(
-            [_ConvNormAct(c, channels, 1) for c in in_channels])
+            [ConvNormAct(c, channels, 1, norm_cfg=norm_cfg)
+             for c in in_channels])
         self.level_experts = nn.ModuleList(
             [build_fusion_experts(list(experts), channels)
              for _ in range(num_levels)])
@@ -146,7 +151,8 @@ class SERAFusion(nn.Module):
             self.attn_norms = nn.ModuleList(
                 [nn.LayerNorm(channels) for _ in range(num_levels)])
         if aggregate == 'concat':
-            self.fuse = _ConvNormAct(num_levels * channels, channels, 3)
+            self.fuse = ConvNormAct(num_levels * channels, channels, 3,
+                                    norm_cfg=norm_cfg)
         else:
             self.level_logits = nn.Parameter(torch.zeros(num_levels))
 

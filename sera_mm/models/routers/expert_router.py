@@ -317,18 +317,6 @@ class ExpertRouter(nn.Module):
             return self.gate
         return 'prob' if self.top_k == 1 else 'renorm'
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              strict, missing_keys, unexpected_keys,
-                              error_msgs) -> None:
-        # Checkpoints written before the temperature became a buffer have
-        # no entry for it: keep the configured value.
-        key = prefix + '_temperature'
-        if key not in state_dict:
-            state_dict[key] = self._temperature.detach().clone()
-        super()._load_from_state_dict(state_dict, prefix, local_metadata,
-                                      strict, missing_keys, unexpected_keys,
-                                      error_msgs)
-
     def extra_repr(self) -> str:
         return (f'num_experts={self.num_experts}, mode={self.mode}, '
                 f'condition={self.condition}, '
