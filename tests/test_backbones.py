@@ -13,6 +13,8 @@ import torch.nn as nn  # noqa: E402
 from sera_mm.models.backbones import (CLIPVisionBackbone,  # noqa: E402
                                       DINOv2Backbone, MobileNetV2,
                                       MobileNetV2Backbone)
+from sera_mm.models.backbones.base_adapter_backbone import \
+    BaseAdapterBackbone  # noqa: E402
 from sera_mm.models.text_encoders import TextFeatures  # noqa: E402
 from sera_mm.models.utils import apply_pet, count_parameters  # noqa: E402
 from sera_mm.registry import MODELS  # noqa: E402
@@ -477,3 +479,85 @@ def test_dinov2_loads_meta_checkpoints_with_the_same_features(tmp_path):
     torch.save({'weight': torch.zeros(2)}, bad)
     with pytest.raises(ValueError, match="Meta's layout"):
         DINOv2Backbone(pretrained=bad, adapter=None)
+
+
+# --------------------------------------------------------------------------
+# the one block loop: a new backbone supplies its blocks and token layout
+class _ToyGridBackbone(BaseAdapterBackbone):
+    """Three stride-2 conv blocks on (B, C, h, w) maps."""
+    token_layout = 'grid'
+
+    def __init__(self, adapter=None, text_channels=None):
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, 8, 3, 2, 1), nn.Conv2d(8, 8, 3, 2, 1),
+            nn.Conv2d(8, 16, 3, 2, 1))
+        self._setup_adapters([8, 8, 16], (1, 2), adapter, (1, ),
+                             text_channels, 'all')
+
+    def encoder_blocks(self):
+        return self.encoder
+
+    def stem(self, img):
+        return img
+
+
+class _ToyTokenBackbone(BaseAdapterBackbone):
+    """A patch embedding with one prefix token, then two linear blocks on
+    (B, 1 + h*w, C) sequences; a final 'norm' (x2) on the last output."""
+    patch_size = 4
+    num_prefix = 1
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.ModuleDict(dict(
+            patch=nn.Conv2d(3, 8, 4, 4),
+            blocks=nn.ModuleList([nn.Linear(8, 8), nn.Linear(8, 8)])))
+        self._setup_adapters([8, 8], (0, 1), None, (), None, 'all')
+
+    def encoder_blocks(self):
+        return self.encoder['blocks']
+
+    def stem(self, img):
+        tokens = self.encoder['patch'](img).flatten(2).transpose(1, 2)
+        return torch.cat([tokens.mean(1, keepdim=True), tokens], dim=1)
+
+    def block_output(self, idx, x):
+        return 2 * x if idx == 1 else x
+
+
+def test_the_base_loop_runs_a_grid_backbone_with_adapters():
+    torch.manual_seed(0)
+    text = TextFeatures(torch.randn(2, 3, 8), torch.zeros(2, 3, dtype=bool),
+                        torch.randn(2, 8))
+    adapter = dict(type='SERAAdapter', hidden_channels=8, num_heads=2)
+    bb = _ToyGridBackbone(adapter, text_channels=8)
+    with torch.no_grad():  # adapters start as the identity
+        for p in bb.adapters.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    img = torch.randn(2, 3, 32, 32)
+    grids = bb(img, text)
+    assert [tuple(g.shape) for g in grids] == [(2, 8, 8, 8), (2, 16, 4, 4)]
+    x1 = bb.encoder[1](bb.encoder[0](img))
+    assert not torch.allclose(grids[0], x1)  # the adapter ran on block 1
+    tokens = bb.adapters['1'](x1.flatten(2).transpose(1, 2), (8, 8), 0, text)
+    assert torch.allclose(grids[0], tokens.transpose(1, 2).reshape(x1.shape))
+    with pytest.raises(ValueError, match='needs text features'):
+        bb(img)
+
+
+def test_the_base_loop_runs_a_token_backbone():
+    torch.manual_seed(0)
+    bb = _ToyTokenBackbone()
+    img = torch.randn(2, 3, 16, 12)
+    grids = bb(img)
+    assert [tuple(g.shape) for g in grids] == [(2, 8, 4, 3)] * 2
+    x = bb.stem(img)
+    x0 = bb.encoder['blocks'][0](x)
+    x1 = 2 * bb.encoder['blocks'][1](x0)
+    assert torch.allclose(grids[0], x0[:, 1:].transpose(1, 2).reshape(
+        2, 8, 4, 3))
+    assert torch.allclose(grids[1], x1[:, 1:].transpose(1, 2).reshape(
+        2, 8, 4, 3))
+    with pytest.raises(ValueError, match='not divisible by the patch size'):
+        bb(torch.randn(2, 3, 15, 12))

@@ -65,9 +65,22 @@ def load_matching_state_dict(model: nn.Module, state_dict: Dict[str, Tensor],
 class BaseAdapterBackbone(nn.Module):
     """A pretrained encoder run block by block with adapters in between.
 
-    Subclasses build ``self.encoder`` (the pretrained network), then call
+    Subclasses build ``self.encoder`` (the pretrained network), call
     :meth:`_setup_adapters` with the width of every block's output, and
-    implement ``forward(img, text) -> List[Tensor]``.
+    describe the encoder to the one block loop, :meth:`forward`:
+
+    * :meth:`encoder_blocks` -- the blocks, in order;
+    * :meth:`stem` -- image -> the first block's input (patch embedding);
+    * ``token_layout`` -- ``'tokens'`` (blocks map (B, N, C) token
+      sequences with ``num_prefix`` prefix tokens before the
+      ``H / patch_size`` x ``W / patch_size`` patch tokens) or ``'grid'``
+      (blocks map (B, C, h, w) maps; adapters get them flattened);
+    * :meth:`block_output` -- optional, what a returned block's output
+      becomes before it is a grid (e.g. a final norm).
+
+    A subclass may set ``prefix_cache`` (a
+    :class:`~sera_mm.models.backbones.prefix_cache.FrozenPrefixCache`): the
+    stem and the ``frozen_stages`` first blocks then run once per image.
 
     The encoder is tuned by the PET rule ``trainable``; adapters are fully
     trainable. ``train()`` keeps the encoder's BatchNorm layers in eval mode
@@ -82,6 +95,78 @@ class BaseAdapterBackbone(nn.Module):
 
     frozen_bn: bool = False
     with_cp: bool = False
+    token_layout: str = 'tokens'
+    patch_size: int = 1
+    num_prefix: int = 0
+    prefix_cache = None
+
+    def encoder_blocks(self) -> Sequence[nn.Module]:
+        """The encoder's blocks, in the order they run."""
+        raise NotImplementedError
+
+    def stem(self, img: Tensor) -> Tensor:
+        """(B, 3, H, W) image -> the first block's input."""
+        raise NotImplementedError
+
+    def block_output(self, idx: int, x: Tensor) -> Tensor:
+        """Block ``idx``'s output (after its adapter) as it is returned;
+        identity unless a subclass adds e.g. a final norm."""
+        return x
+
+    def forward(self, img: Tensor,
+                text: Optional[TextFeatures] = None) -> List[Tensor]:
+        """Args:
+            img: (B, 3, H, W) normalised image.
+            text: text features for the adapters.
+
+        Returns:
+            grids (B, C_i, h_i, w_i), one per ``out_indices`` (the patch
+            grid H / patch_size x W / patch_size for token layouts).
+        """
+        self._check_image(img, self.patch_size)
+        hw = (img.shape[2] // self.patch_size,
+              img.shape[3] // self.patch_size)
+        blocks = self.encoder_blocks()
+        start = 0
+        if self.prefix_cache is not None:
+            start = self.frozen_stages
+            x = self.prefix_cache(
+                img, lambda t: self._run_prefix(t, blocks[:start]))
+        else:
+            x = self.stem(img)
+        outs = []
+        if start and start - 1 in self.out_indices:
+            outs.append(self._to_output(start - 1, x, hw))
+        # blocks after the last returned one feed no output
+        for i in range(start, self.out_indices[-1] + 1):
+            x = self._run_block(blocks[i], x)
+            x = self._adapt_layout(i, x, hw, text)
+            if i in self.out_indices:
+                outs.append(self._to_output(i, x, hw))
+        return outs
+
+    def _run_prefix(self, img: Tensor, blocks: Sequence[nn.Module]) -> Tensor:
+        x = self.stem(img)
+        for block in blocks:
+            x = self._run_block(block, x)
+        return x
+
+    def _adapt_layout(self, idx: int, x: Tensor, hw,
+                      text: Optional[TextFeatures]) -> Tensor:
+        if self.token_layout == 'tokens':
+            return self._adapt(idx, x, hw, self.num_prefix, text)
+        if str(idx) not in self.adapters:
+            return x
+        b, c, h, w = x.shape
+        tokens = self._adapt(idx, x.flatten(2).transpose(1, 2), (h, w), 0,
+                             text)
+        return tokens.transpose(1, 2).reshape(b, c, h, w)
+
+    def _to_output(self, idx: int, x: Tensor, hw) -> Tensor:
+        x = self.block_output(idx, x)
+        if self.token_layout == 'tokens':
+            return self.tokens_to_grid(x, hw, self.num_prefix)
+        return x
 
     def _setup_adapters(self, block_channels: Sequence[int],
                         out_indices: Sequence[int], adapter: Optional[dict],
@@ -147,7 +232,8 @@ class BaseAdapterBackbone(nn.Module):
                 module.requires_grad_(False)
 
     def _run_block(self, block: nn.Module, tokens: Tensor) -> Tensor:
-        """Run one transformer block; with ``with_cp`` and gradients on,
+        """Run one block (transformers' blocks get the ``None`` masks they
+        require, :func:`block_mask_args`); with ``with_cp`` and gradients on,
         its activations are recomputed in the backward pass instead of
         stored (activation checkpointing: less memory, about one more
         forward of the block in time)."""

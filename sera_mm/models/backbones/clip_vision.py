@@ -1,11 +1,10 @@
 """CLIP ViT image tower with adapters between its blocks."""
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch.nn as nn
 from torch import Tensor
 
-from sera_mm.structures import TextFeatures
 from sera_mm.models.utils.openai_clip import convert_openai_clip
 from sera_mm.models.utils.pet import PETRule
 from sera_mm.registry import MODELS
@@ -106,26 +105,13 @@ class CLIPVisionBackbone(BaseAdapterBackbone):
             self.encoder.encoder.layers, frozen_stages)
         self.with_cp = with_cp
 
-    def forward(self, img: Tensor,
-                text: Optional[TextFeatures] = None) -> List[Tensor]:
-        """Args:
-            img: (B, 3, H, W) normalised image.
-            text: text features for the adapters.
+    num_prefix = 1  # the class token
 
-        Returns:
-            grids (B, C, H / patch, W / patch), one per ``out_indices``.
-        """
-        self._check_image(img, self.patch_size)
-        hw = (img.shape[2] // self.patch_size, img.shape[3] // self.patch_size)
-        enc = self.encoder
-        tokens = enc.embeddings(img, interpolate_pos_encoding=True)
-        tokens = enc.pre_layrnorm(tokens)
-        outs = []
-        for i, layer in enumerate(enc.encoder.layers):
-            tokens = self._run_block(layer, tokens)
-            tokens = self._adapt(i, tokens, hw, 1, text)
-            if i in self.out_indices:
-                outs.append(self.tokens_to_grid(tokens, hw, 1))
-            if i == self.out_indices[-1]:
-                break  # later blocks feed no output
-        return outs
+    def encoder_blocks(self) -> Sequence[nn.Module]:
+        return self.encoder.encoder.layers
+
+    def stem(self, img: Tensor) -> Tensor:
+        """Patch + position embeddings (interpolated to the input size),
+        then CLIP's pre-layernorm: (B, 1 + h*w, C)."""
+        tokens = self.encoder.embeddings(img, interpolate_pos_encoding=True)
+        return self.encoder.pre_layrnorm(tokens)

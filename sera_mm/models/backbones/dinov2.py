@@ -1,10 +1,9 @@
 """DINOv2 ViT (with or without registers) with adapters between blocks."""
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch.nn as nn
 from torch import Tensor
 
-from sera_mm.structures import TextFeatures
 from sera_mm.models.utils.pet import PETRule
 from sera_mm.registry import MODELS
 from sera_mm.utils.pretrained import hub_kwargs, resolve_pretrained
@@ -135,28 +134,17 @@ class DINOv2Backbone(BaseAdapterBackbone):
                             self.encoder.encoder.layer, frozen_stages)
         self.with_cp = with_cp
 
-    def forward(self, img: Tensor,
-                text: Optional[TextFeatures] = None) -> List[Tensor]:
-        """Args:
-            img: (B, 3, H, W) normalised image.
-            text: text features for the adapters.
+    def encoder_blocks(self) -> Sequence[nn.Module]:
+        return self.encoder.encoder.layer
 
-        Returns:
-            grids (B, C, H / patch, W / patch), one per ``out_indices``.
-        """
-        self._check_image(img, self.patch_size)
-        hw = (img.shape[2] // self.patch_size, img.shape[3] // self.patch_size)
-        tokens = self.encoder.embeddings(img)
-        last = self.num_blocks - 1
-        outs = []
-        for i, layer in enumerate(self.encoder.encoder.layer):
-            tokens = self._run_block(layer, tokens)
-            tokens = self._adapt(i, tokens, hw, self.num_prefix, text)
-            if i in self.out_indices:
-                out = tokens
-                if i == last and self.final_norm:
-                    out = self.encoder.layernorm(out)
-                outs.append(self.tokens_to_grid(out, hw, self.num_prefix))
-            if i == self.out_indices[-1]:
-                break  # later blocks feed no output
-        return outs
+    def stem(self, img: Tensor) -> Tensor:
+        """Patch + position embeddings with the class and register
+        tokens: (B, num_prefix + h*w, C)."""
+        return self.encoder.embeddings(img)
+
+    def block_output(self, idx: int, x: Tensor) -> Tensor:
+        """The final layernorm on the last block's output when
+        ``final_norm``."""
+        if idx == self.num_blocks - 1 and self.final_norm:
+            return self.encoder.layernorm(x)
+        return x

@@ -6,7 +6,6 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from sera_mm.structures import TextFeatures
 from sera_mm.models.utils.pet import PETRule
 from sera_mm.registry import MODELS
 from sera_mm.utils.pretrained import resolve_pretrained
@@ -201,36 +200,11 @@ class MobileNetV2Backbone(BaseAdapterBackbone):
     def out_strides(self) -> List[int]:
         return [self.encoder.block_strides[i] for i in self.out_indices]
 
-    def forward(self, img: Tensor,
-                text: Optional[TextFeatures] = None) -> List[Tensor]:
-        """Args:
-            img: (B, 3, H, W) normalised image.
-            text: text features for the adapters.
+    token_layout = 'grid'
 
-        Returns:
-            grids (B, C_i, H / s_i, W / s_i), one per ``out_indices``.
-        """
-        self._check_image(img)
-        x = img
-        start = 0
-        if self.prefix_cache is not None:
-            start = self.frozen_stages
-            x = self.prefix_cache(
-                img, lambda t: self.encoder.features[:start](t))
-        outs = []
-        if start and start - 1 in self.out_indices:
-            outs.append(x)
-        for i, block in enumerate(self.encoder.features):
-            if i < start:
-                continue
-            x = block(x)
-            if str(i) in self.adapters:
-                b, c, h, w = x.shape
-                tokens = x.flatten(2).transpose(1, 2)
-                tokens = self._adapt(i, tokens, (h, w), 0, text)
-                x = tokens.transpose(1, 2).reshape(b, c, h, w)
-            if i in self.out_indices:
-                outs.append(x)
-            if i == self.out_indices[-1]:
-                break
-        return outs
+    def encoder_blocks(self) -> Sequence[nn.Module]:
+        return self.encoder.features
+
+    def stem(self, img: Tensor) -> Tensor:
+        """The image itself: the stem conv is block 0."""
+        return img

@@ -4,9 +4,7 @@
 import copy
 from typing import Optional
 
-import torch.nn as nn
 from mmcv.cnn import ConvModule
-from mmengine.model import constant_init
 
 from .grid import group_count
 
@@ -35,8 +33,10 @@ class ConvNormAct(ConvModule):
     """mmcv's ``ConvModule`` (conv -> norm -> activation, the conv's bias
     only without a norm) with 'same' padding for its dilation.
 
-    Weights start as PyTorch's defaults (the conv's ``reset_parameters``,
-    norm weight 1 and bias 0) instead of ``ConvModule``'s Kaiming init, so
+    Weights keep PyTorch's default initialisation from their construction
+    (``init_weights`` does nothing, instead of ``ConvModule``'s Kaiming
+    init): the blocks draw the same random numbers as the ``nn.Conv2d`` +
+    norm blocks they replaced, so a seed gives the same model as before and
     the recipes keep the initialisation they were measured with.
     Parameters are named ``conv.*`` and ``<norm name>.*`` (``gn``, ``bn``),
     as in MMSegmentation.
@@ -72,9 +72,5 @@ class ConvNormAct(ConvModule):
             act_cfg=act_cfg)
 
     def init_weights(self) -> None:
-        self.conv.reset_parameters()
-        if self.with_norm:
-            norm = self.norm
-            if isinstance(norm, nn.Module) and hasattr(norm, 'weight') \
-                    and norm.weight is not None:
-                constant_init(norm, 1, bias=0)
+        """Nothing: the conv and norm keep their construction-time
+        (PyTorch default) weights; see the class doc."""
