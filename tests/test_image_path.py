@@ -132,6 +132,38 @@ def test_pil_images_take_the_same_path():
                                   as_bgr_uint8(deep))
 
 
+def test_bool_empty_and_path_inputs_take_the_same_path(tmp_path):
+    """A bool image becomes {0, 255} for the dataset transform and the
+    inference loader alike; an image without pixels is refused by both,
+    naming the input; a pathlib.Path reads as its str path does and is
+    returned as a str."""
+    mask = np.zeros((4, 6), bool)
+    mask[1:3, 2:5] = True
+    expected = np.repeat(np.where(mask, 255, 0).astype(np.uint8)[..., None],
+                         3, 2)
+    given = LoadReferImage()(dict(img=mask, img_path='mask.png'))['img']
+    api, api_path = load_image(mask)
+    for got in (given, api, as_bgr_uint8(mask)):
+        np.testing.assert_array_equal(got, expected)
+    assert api_path is None
+    empty = np.zeros((0, 5, 3), np.uint8)
+    with pytest.raises(ValueError, match=r'empty\.png.*empty image'):
+        LoadReferImage()(dict(img=empty, img_path='empty.png'))
+    with pytest.raises(ValueError, match='empty image'):
+        load_image(empty)
+    path = tmp_path / 'caf\u00e9 sc\u00e8ne.png'
+    stored = np.random.default_rng(5).integers(0, 256, (7, 9, 3), np.uint8)
+    ok, buf = cv2.imencode('.png', stored)
+    assert ok
+    path.write_bytes(buf.tobytes())
+    from_path, got_path = load_image(path)
+    np.testing.assert_array_equal(from_path, stored)
+    np.testing.assert_array_equal(read_image(str(path)), stored)
+    assert got_path == str(path) and isinstance(got_path, str)
+    dataset = LoadReferImage()(dict(img_path=str(path)))['img']
+    np.testing.assert_array_equal(dataset, stored)
+
+
 # ---------------------------------------------- unmodified test pipeline
 def test_inference_runs_the_unmodified_test_pipeline(tiny_model):
     from sera_mm.apis import build_inference_pipeline
@@ -294,16 +326,6 @@ def test_evaluation_and_visualization_do_not_import_the_engine():
         for path in (pkg / folder).glob('*.py'):
             bad = [m for m in _imports(path) if 'engine' in m.split('.')]
             assert not bad, f'{path.name} imports {bad}'
-
-
-def test_runtime_package_has_no_tool_harness_or_old_modules():
-    for gone in ('sera_mm.utils.benchmark', 'sera_mm.engine.atomic_io',
-                 'sera_mm.apis.image_io'):
-        assert importlib.util.find_spec(gone) is None, gone
-    assert importlib.util.find_spec('sera_mm.utils.file_io') is not None
-    # the benchmark's measuring code is a tool package, not runtime code
-    assert (REPO / 'tools' / 'analysis' / 'benchmark' / 'subjects.py'
-            ).is_file()
 
 
 def test_segmentor_postprocess_is_undo_letterbox_then_flip():
