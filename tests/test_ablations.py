@@ -35,7 +35,8 @@ from ablations import run as ab_run  # noqa: E402
 from ablations import provenance, summary  # noqa: E402
 
 ABL_DIR = osp.join(ROOT, 'configs', 'sera', 'ablations')
-MAIN_CFG = osp.join(ROOT, 'configs', 'sera', 'sera_mnv2-minilm_synthetic.py')
+MAIN_CFG = osp.join(ROOT, 'configs', 'sera',
+                    'sera_mnv2-minilm_synthetic_600it.py')
 ADAPTER_EXPERTS = ('spatial', 'context', 'boundary', 'semantic')
 #: Every ablation config (each must keep the main config's schedule).
 ROWS = sorted(osp.splitext(osp.basename(p))[0]

@@ -75,7 +75,7 @@ def test_cris_and_etris_configs_follow_their_recipes(name, batch, ffn):
     assert cfg.optim_wrapper.get('clip_grad') is None
     assert cfg.auto_scale_lr.base_batch_size == batch
     assert cfg.sync_bn == 'torch'
-    assert cfg.model.neck.norm == 'BN'
+    assert cfg.model.neck.norm_cfg == dict(type='BN')
     head = cfg.model.decode_head
     assert head.norm_cfg == dict(type='BN')
     # decoder at the neck's width (vis_dim 512), projector at 256

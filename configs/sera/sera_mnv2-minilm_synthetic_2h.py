@@ -1,7 +1,8 @@
-# The main synthetic job with a longer schedule: 12x the iterations (about
+# The main synthetic model with a longer schedule: 12x the iterations of
+# sera_mnv2-minilm_synthetic_600it.py (about
 # 2 hours on a 2-core CPU at ~1 s per iteration of 16 images), validation
 # every 1,200 iterations.
-_base_ = ['./sera_mnv2-minilm_synthetic.py']
+_base_ = ['./sera_mnv2-minilm_synthetic_600it.py']
 max_iters = 7200
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0,

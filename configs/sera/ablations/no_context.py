@@ -1,6 +1,6 @@
 # Ablation row "no_context": the SERA-Adapters run without their 'context'
 # expert (three experts; the router chooses among those three). The
 # SERA-Fusion neck is unchanged.
-_base_ = '../sera_mnv2-minilm_synthetic.py'
+_base_ = '../sera_mnv2-minilm_synthetic_600it.py'
 model = dict(
     backbone=dict(adapter=dict(experts=('spatial', 'boundary', 'semantic'))))

@@ -4,7 +4,7 @@
 # attention. CRISNeck returns its map at the size of the middle level
 # (stride 16, where SERA-Fusion fuses at stride 8), so the head gets one
 # more x2 upsampling block: the logits keep the main model's resolution.
-_base_ = '../sera_mnv2-minilm_synthetic.py'
+_base_ = '../sera_mnv2-minilm_synthetic_600it.py'
 custom_imports = dict(
     imports=['sera_mm.plugin', 'projects.cris_sera.cris_sera'],
     allow_failed_imports=False)

@@ -8,7 +8,7 @@
 # residual experts, mixed without an extra residual, under a visual-only
 # top-2 router with fixed logit noise in training. Router losses: the main
 # config's balance weight (1e-2) plus the paper's z-loss (1e-3).
-_base_ = '../sera_mnv2-minilm_synthetic.py'
+_base_ = '../sera_mnv2-minilm_synthetic_600it.py'
 model = dict(
     backbone=dict(
         adapter=dict(

@@ -3,7 +3,7 @@
 # (B, E, h, w): the sentence projection is broadcast over the grid and the
 # visual projection applied at every location. Statistics report the
 # weights averaged over locations.
-_base_ = '../sera_mnv2-minilm_synthetic.py'
+_base_ = '../sera_mnv2-minilm_synthetic_600it.py'
 model = dict(
     backbone=dict(adapter=dict(router=dict(per_location=True))),
     neck=dict(router=dict(per_location=True)))

@@ -9,7 +9,7 @@
 #   near zero and the adapters' up-projections start at zero, so their
 #   gradients are small early on);
 # - the softmax temperature anneals from 1 to 0.5 (cosine) over training.
-_base_ = '../sera_mnv2-minilm_synthetic.py'
+_base_ = '../sera_mnv2-minilm_synthetic_600it.py'
 model = dict(balance_loss_weight=0.1, assign_loss_weight=0.1)
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'router': dict(lr_mult=10.0)}))

@@ -4,7 +4,7 @@
 # main config, to keep the feature cache and the CPU cost of the run; the
 # row therefore measures full tuning of the vision side only. A trained
 # prefix cannot be cached: the main config's frozen-prefix cache is off.
-_base_ = '../sera_mnv2-minilm_synthetic.py'
+_base_ = '../sera_mnv2-minilm_synthetic_600it.py'
 model = dict(
     text_encoder=dict(trainable='none'),
     backbone=dict(trainable='all', frozen_stages=-1, prefix_cache=0))

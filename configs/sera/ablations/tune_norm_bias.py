@@ -4,7 +4,7 @@
 # norm/bias terms of blocks 7-18 train; the text encoder (MiniLM) stays
 # frozen (trainable='none') and its features are cached. Same model and
 # numbers as the "full" row.
-_base_ = '../sera_mnv2-minilm_synthetic.py'
+_base_ = '../sera_mnv2-minilm_synthetic_600it.py'
 model = dict(
     text_encoder=dict(trainable='none'),
     backbone=dict(trainable='norm_bias', frozen_stages=7))
