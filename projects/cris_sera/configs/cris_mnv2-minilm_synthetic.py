@@ -7,7 +7,7 @@
 # (norm/bias terms, text frozen) instead of CRIS's full fine-tuning, so
 # that the rows differ only in the parts swapped. The same model as the
 # ablation row `no_fusion` without adapters.
-_base_ = '../../../configs/sera/sera_mnv2-minilm_synthetic.py'
+_base_ = '../../../configs/sera/sera_mnv2-minilm_synthetic_600it.py'
 custom_imports = dict(
     imports=['sera_mm.plugin', 'projects.cris_sera.cris_sera'],
     allow_failed_imports=False)

@@ -10,7 +10,7 @@
 #   stride 16 as CRIS's ResNet levels: strides (2, 1, 2)), width 96;
 #   the main job's decoder/projector (1 layer, width 96), two x2
 #   upsamplings to 1/4 of the input; loss: DETRIS's BCE.
-_base_ = '../../../configs/sera/sera_mnv2-minilm_synthetic.py'
+_base_ = '../../../configs/sera/sera_mnv2-minilm_synthetic_600it.py'
 custom_imports = dict(
     imports=['sera_mm.plugin', 'projects.detris_sera.detris_sera'],
     allow_failed_imports=False)

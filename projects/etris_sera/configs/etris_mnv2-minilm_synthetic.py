@@ -6,7 +6,7 @@
 # blocks; MobileNetV2 has no blocks of one width, so the bridges sit where
 # the main job's adapters do (features 10, 13 and 16, strides 16, 16 and
 # 32), on the stage's feature map flattened to tokens.
-_base_ = '../../../configs/sera/sera_mnv2-minilm_synthetic.py'
+_base_ = '../../../configs/sera/sera_mnv2-minilm_synthetic_600it.py'
 custom_imports = dict(
     imports=[
         'sera_mm.plugin', 'projects.cris_sera.cris_sera',
