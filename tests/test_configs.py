@@ -189,3 +189,76 @@ def test_random_init_cfg_walks_and_copies():
     assert out['pretrained'] is None
     assert cfg['a']['pretrained'] == 'no/such-hub-id'  # input untouched
     assert random_init_cfg(cfg, force=True)['b'][1]['pretrained'] is None
+
+
+# --------------------------------------------------------------------------
+# the one input size
+SHIPPED = sorted(
+    set(glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+        + glob.glob(osp.join(ROOT, 'projects', '*', 'configs', '*.py')))
+    - set(glob.glob(osp.join(ROOT, 'configs', '_base_', '**', '*.py'),
+                    recursive=True)))
+MAIN = osp.join(ROOT, 'configs', 'sera', 'sera_mnv2-minilm_synthetic.py')
+
+
+def _input_sizes(cfg):
+    """Every place an input size is written: the Letterbox transforms of
+    the three dataloaders and the top-level pipelines, and the data
+    preprocessor's size."""
+    found = []
+
+    def walk(dataset, where):
+        if not isinstance(dataset, dict):
+            return
+        for t in dataset.get('pipeline') or ():
+            if t.get('type') == 'Letterbox':
+                found.append((where, t['size']))
+        walk(dataset.get('dataset'), where)
+        for child in dataset.get('datasets') or ():
+            walk(child, where)
+
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        walk((cfg.get(key) or {}).get('dataset'), key)
+    for key in ('train_pipeline', 'test_pipeline'):
+        walk(dict(pipeline=cfg.get(key)), key)
+    size = cfg.model.get('data_preprocessor', {}).get('size')
+    found.append(('data_preprocessor', tuple(size) if size else None))
+    return found
+
+
+@pytest.mark.parametrize('path', SHIPPED, ids=_rel)
+def test_every_config_has_one_input_size(path):
+    """Each shipped config has an ``input_size``, and as the tools load it
+    (``load_config``) everything that depends on it agrees with it."""
+    from sera_mm.engine.launch_utils import load_config
+    cfg = load_config(path)
+    size = cfg.get('input_size')
+    assert isinstance(size, int), 'no input_size'
+    sizes = _input_sizes(cfg)
+    assert {s for k, s in sizes if k != 'data_preprocessor'} == {size}
+    assert dict(sizes)['data_preprocessor'] in (None, (size, size))
+
+
+def test_one_line_changes_the_input_size(tmp_path):
+    from sera_mm.apis import init_model
+    from sera_mm.engine.launch_utils import load_config
+    leaf = tmp_path / 'leaf.py'
+    leaf.write_text(f'_base_ = {MAIN!r}\ninput_size = 96\n')
+    for cfg in (load_config(str(leaf)),
+                load_config(MAIN, dict(input_size=96))):
+        sizes = _input_sizes(cfg)
+        assert {k for k, _ in sizes} >= {
+            'train_dataloader', 'val_dataloader', 'test_dataloader',
+            'data_preprocessor'}
+        assert {s for k, s in sizes if k != 'data_preprocessor'} == {96}
+        assert dict(sizes)['data_preprocessor'] == (96, 96)
+    tiny = osp.join(ROOT, 'configs', 'sera', 'sera_tiny_synthetic.py')
+    model = init_model(tiny, cfg_options=dict(input_size=32))
+    assert tuple(model.cfg.model.data_preprocessor.size) == (32, 32)
+    assert [t['size'] for t in model.cfg.test_pipeline
+            if t['type'] == 'Letterbox'] == [32]
+    bad = tmp_path / 'bad.py'
+    bad.write_text(f'_base_ = {MAIN!r}\ninput_size = "160"\n')
+    with pytest.raises(ValueError, match='input_size must be a positive '
+                       "int.*got '160'"):
+        load_config(str(bad))

@@ -34,7 +34,8 @@ DETRIS = osp.join(CFG, 'detris_dinov2-b_refcoco.py')
 PAPER = osp.join(CFG, 'sera-paper_dinov2-b_refcoco.py')
 TINY = osp.join(CFG, 'detris_tiny_synthetic.py')
 TINY_PAPER = osp.join(CFG, 'sera-paper_tiny_synthetic.py')
-MAIN = osp.join(ROOT, 'configs', 'sera', 'sera_mnv2-minilm_synthetic.py')
+MAIN = osp.join(ROOT, 'configs', 'sera',
+                'sera_mnv2-minilm_synthetic_600it.py')
 MINI = {
     'detris': osp.join(CFG, 'detris_mnv2-minilm_synthetic.py'),
     'adapter': osp.join(CFG, 'sera-paper-adapter_mnv2-minilm_synthetic.py'),

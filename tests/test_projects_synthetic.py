@@ -20,7 +20,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 register_all_modules()
 
-MAIN = osp.join(ROOT, 'configs', 'sera', 'sera_mnv2-minilm_synthetic.py')
+MAIN = osp.join(ROOT, 'configs', 'sera',
+                'sera_mnv2-minilm_synthetic_600it.py')
 CRIS = osp.join(ROOT, 'projects', 'cris_sera', 'configs')
 ETRIS = osp.join(ROOT, 'projects', 'etris_sera', 'configs')
 SYN = {

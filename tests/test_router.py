@@ -313,11 +313,15 @@ def test_temperature_is_saved_with_the_state_dict():
     fresh = ExpertRouter(D, CT, E, temperature=2.0)
     fresh.load_state_dict(router.state_dict())
     assert fresh.temperature == pytest.approx(0.5)
-    # a state dict without the buffer (older checkpoints) keeps the config
+    # the temperature is part of the state: a strict load without it
+    # reports it missing; a partial (PET) load keeps the configured value
     state = {k: v for k, v in router.state_dict().items()
              if k != '_temperature'}
     fresh = ExpertRouter(D, CT, E, temperature=2.0)
-    fresh.load_state_dict(state)
+    with pytest.raises(RuntimeError, match='_temperature'):
+        fresh.load_state_dict(state)
+    assert fresh.load_state_dict(state, strict=False).missing_keys == [
+        '_temperature']
     assert fresh.temperature == pytest.approx(2.0)
     with pytest.raises(ValueError, match='temperature'):
         router.temperature = 0.0

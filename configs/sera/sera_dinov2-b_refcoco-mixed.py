@@ -10,23 +10,8 @@ _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/schedules/schedule_sera_50e_refcoco.py'
 ]
-img_size = 448
-train_pipeline = [
-    dict(type='LoadReferImage'),
-    dict(type='LoadReferMask'),
-    dict(type='Letterbox', size=img_size),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackReferInputs')
-]
-test_pipeline = [
-    dict(type='LoadReferImage'),
-    dict(type='Letterbox', size=img_size),
-    dict(type='LoadReferMask'),
-    dict(type='PackReferInputs')
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+# the one input size: every pipeline's Letterbox and the data preprocessor
+input_size = 448
 # RefCOCOg's longer expressions: 22 CLIP tokens, as its own config
 model = dict(text_encoder=dict(max_length=22))
 default_hooks = dict(

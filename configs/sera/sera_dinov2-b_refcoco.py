@@ -9,23 +9,10 @@ _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/schedules/schedule_sera_50e_refcoco.py'
 ]
-img_size = 448
-train_pipeline = [
-    dict(type='LoadReferImage'),
-    dict(type='LoadReferMask'),
-    dict(type='Letterbox', size=img_size),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackReferInputs')
-]
-test_pipeline = [
-    dict(type='LoadReferImage'),
-    dict(type='Letterbox', size=img_size),
-    dict(type='LoadReferMask'),
-    dict(type='PackReferInputs')
-]
-train_dataloader = dict(batch_size=8, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+# the one input size: both pipelines' Letterbox and the data preprocessor
+# (sera_mm.utils.config_utils.apply_input_size)
+input_size = 448
+train_dataloader = dict(batch_size=8)
 default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(by_epoch=True, interval=5, max_keep_ckpts=2,

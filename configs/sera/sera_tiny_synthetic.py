@@ -7,6 +7,7 @@ _base_ = [
 
 # the ViT-B/16 model's architecture, shrunk (random weights: no download)
 img_size = 64
+input_size = img_size  # read by apply_input_size
 data_preprocessor = dict(size=(img_size, img_size))
 tiny_vit = dict(hidden_size=32, intermediate_size=64, num_attention_heads=2,
                 projection_dim=32)

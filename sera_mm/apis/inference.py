@@ -21,7 +21,7 @@ from sera_mm.engine.pet_checkpoint import (is_pet_checkpoint,
                                            load_checkpoint_any,
                                            read_checkpoint)
 from sera_mm.registry import MODELS
-from sera_mm.utils.config_utils import config_errors
+from sera_mm.utils.config_utils import apply_input_size, config_errors
 from sera_mm.utils.image_io import ImageInput, load_image
 from sera_mm.utils.text_input import check_expressions
 
@@ -121,6 +121,7 @@ def init_model(config: Union[str, Path, Config],
                         f'{type(config)}')
     if cfg_options:
         config.merge_from_dict(cfg_options)
+    apply_input_size(config)
     if config.get('model') is None:
         raise KeyError(f'config {path}: no "model" entry to build')
     init_default_scope(config.get('default_scope', 'sera_mm'))

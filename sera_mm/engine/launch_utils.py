@@ -9,6 +9,8 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from sera_mm.utils.config_utils import apply_input_size
+
 from .pet_checkpoint import is_pet_checkpoint, read_checkpoint
 
 
@@ -38,7 +40,8 @@ def _missing_bases(path: str) -> List[str]:
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """Read a config file and merge ``--cfg-options`` into it.
+    """Read a config file, merge ``--cfg-options`` into it and apply its
+    ``input_size`` (:func:`sera_mm.utils.config_utils.apply_input_size`).
 
     Raises:
         FileNotFoundError: ``path`` does not exist, or a ``_base_`` file it
@@ -79,6 +82,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
                          f'({type(err).__name__}: {err})') from err
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    apply_input_size(cfg)
     return cfg
 
 

@@ -190,3 +190,66 @@ def config_errors(cfg: Any, config_path: str) -> Iterator[None]:
         if explained is None:
             raise
         raise explained from err
+
+
+#: Transforms whose ``size`` is the model's (square) input side.
+INPUT_SIZE_TRANSFORMS = ('Letterbox', )
+_LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def _set_pipeline_size(pipeline: Any, size: int) -> None:
+    for transform in pipeline or ():
+        if isinstance(transform, dict) and \
+                transform.get('type') in INPUT_SIZE_TRANSFORMS:
+            transform['size'] = size
+
+
+def _set_dataset_size(dataset: Any, size: int) -> None:
+    if not isinstance(dataset, dict):
+        return
+    _set_pipeline_size(dataset.get('pipeline'), size)
+    _set_dataset_size(dataset.get('dataset'), size)  # wrappers
+    for child in dataset.get('datasets') or ():  # ConcatDataset
+        _set_dataset_size(child, size)
+
+
+def apply_input_size(cfg: Any) -> Optional[int]:
+    """Make the config's top-level ``input_size`` the one input size.
+
+    ``input_size`` (an int, the side of the square input in pixels) becomes
+    the ``size`` of every ``Letterbox`` of the train/val/test dataloaders'
+    pipelines (through dataset wrappers and ``ConcatDataset``), of the
+    top-level ``train_pipeline`` / ``test_pipeline`` and
+    ``model.data_preprocessor.size``. A leaf config then changes the input
+    size with one line, ``input_size = 128``, or ``--cfg-options
+    input_size=128``: mmengine re-reads no base-file variable, so without
+    this a leaf would re-declare both pipelines and the preprocessor.
+    :func:`sera_mm.engine.launch_utils.load_config` (every tool) and
+    :func:`sera_mm.apis.init_model` call it. A config without
+    ``input_size`` is left as it is.
+
+    Returns:
+        The size applied, or None.
+
+    Raises:
+        ValueError: ``input_size`` is not a positive int.
+    """
+    size = cfg.get('input_size') if hasattr(cfg, 'get') else None
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise ValueError('input_size must be a positive int (the side of '
+                         f'the square input in pixels), got {size!r}')
+    for key in _LOADERS:
+        loader = cfg.get(key)
+        if isinstance(loader, dict):
+            _set_dataset_size(loader.get('dataset'), size)
+    for key in ('train_pipeline', 'test_pipeline'):
+        _set_pipeline_size(cfg.get(key), size)
+    model = cfg.get('model')
+    preprocessor = model.get('data_preprocessor') if isinstance(
+        model, dict) else None
+    if isinstance(preprocessor, dict) and \
+            preprocessor.get('size') is not None:
+        preprocessor['size'] = (size, size)
+    return size

@@ -14,19 +14,19 @@ dataset_type = 'CRISReferDataset'
 data_root = 'datasets'
 cris_dataset = 'refcoco'
 img_folder = 'images/train2014'
-crop_size = 416
+input_size = 416
 
 train_pipeline = [
     dict(type='LoadReferImage'),
     dict(type='LoadReferMask'),
-    dict(type='Letterbox', size=crop_size),
+    dict(type='Letterbox', size=input_size),
     dict(type='PhotoMetricDistortion'),
     dict(type='PackReferInputs'),
 ]
 # the mask is loaded after resizing: metrics compare at original resolution
 test_pipeline = [
     dict(type='LoadReferImage'),
-    dict(type='Letterbox', size=crop_size),
+    dict(type='Letterbox', size=input_size),
     dict(type='LoadReferMask'),
     dict(type='PackReferInputs'),
 ]

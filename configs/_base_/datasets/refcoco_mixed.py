@@ -17,7 +17,7 @@
 # 'mean/mIoU' over the evaluated splits).
 # Check a mixture of your own with
 #   python tools/dataset_converters/check_leakage.py --config CONFIG
-crop_size = 416
+input_size = 416
 img_folder = '../coco/train2014'
 refcoco = dict(type='ReferDataset', data_root='data/refcoco', split_by='unc',
                data_prefix=dict(img_path=img_folder))
@@ -41,14 +41,14 @@ eval_sets = val_sets + [
 train_pipeline = [
     dict(type='LoadReferImage'),
     dict(type='LoadReferMask'),
-    dict(type='Letterbox', size=crop_size),
+    dict(type='Letterbox', size=input_size),
     dict(type='PhotoMetricDistortion'),
     dict(type='PackReferInputs'),
 ]
 # the mask is loaded after resizing: metrics compare at original resolution
 test_pipeline = [
     dict(type='LoadReferImage'),
-    dict(type='Letterbox', size=crop_size),
+    dict(type='Letterbox', size=input_size),
     dict(type='LoadReferMask'),
     dict(type='PackReferInputs'),
 ]

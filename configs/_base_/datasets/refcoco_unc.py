@@ -14,19 +14,19 @@ dataset_type = 'ReferDataset'
 data_root = 'data/refcoco'
 split_by = 'unc'
 img_folder = '../coco/train2014'
-crop_size = 416
+input_size = 416
 
 train_pipeline = [
     dict(type='LoadReferImage'),
     dict(type='LoadReferMask'),
-    dict(type='Letterbox', size=crop_size),
+    dict(type='Letterbox', size=input_size),
     dict(type='PhotoMetricDistortion'),
     dict(type='PackReferInputs'),
 ]
 # the mask is loaded after resizing: metrics compare at original resolution
 test_pipeline = [
     dict(type='LoadReferImage'),
-    dict(type='Letterbox', size=crop_size),
+    dict(type='Letterbox', size=input_size),
     dict(type='LoadReferMask'),
     dict(type='PackReferInputs'),
 ]

@@ -6,18 +6,18 @@
 #   --cfg-options test_dataloader.dataset.split=testB
 dataset_type = 'SyntheticReferDataset'
 data_root = 'data/synthetic'
-crop_size = 160
+input_size = 160
 generate = dict(num_images=2000, seed=0, image_size=256)
 
 train_pipeline = [
     dict(type='LoadReferImage'),
     dict(type='LoadReferMask'),
-    dict(type='Letterbox', size=crop_size),
+    dict(type='Letterbox', size=input_size),
     dict(type='PackReferInputs'),
 ]
 test_pipeline = [
     dict(type='LoadReferImage'),
-    dict(type='Letterbox', size=crop_size),
+    dict(type='Letterbox', size=input_size),
     dict(type='LoadReferMask'),
     dict(type='PackReferInputs'),
 ]

@@ -28,6 +28,7 @@ custom_imports = dict(
     imports=['sera_mm.plugin', 'projects.detris_sera.detris_sera'],
     allow_failed_imports=False)
 img_size = 448
+input_size = img_size  # read by apply_input_size
 word_length = 17
 clip_mean = [122.7709383, 116.7460125, 104.09373615]
 data_preprocessor = dict(

@@ -213,9 +213,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     import torch
     from mmengine.config import Config
 
+    from sera_mm.utils.config_utils import apply_input_size
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    apply_input_size(cfg)  # the config's one input size, if it sets it
     cfg_model = cfg.model.to_dict()
     name = osp.splitext(osp.basename(args.config))[0]
     out_dir = args.out_dir or osp.join('work_dirs', 'benchmark', name)
