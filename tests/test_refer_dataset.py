@@ -240,7 +240,7 @@ def test_dataset_configs_build_and_batch(tmp_path, cfg_name):
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
     cfg = Config.fromfile(
         osp.join(root, 'configs', '_base_', 'datasets', cfg_name))
-    assert cfg.crop_size == 416
+    assert cfg.input_size == 416
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         ds = cfg[name].dataset
         assert ds.split in SPLITS[ds.split_by], (name, ds.split)
