@@ -561,3 +561,72 @@ def test_the_base_loop_runs_a_token_backbone():
         2, 8, 4, 3))
     with pytest.raises(ValueError, match='not divisible by the patch size'):
         bb(torch.randn(2, 3, 15, 12))
+
+
+def _saved_count(fn):
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved.append(t) or t, lambda t: t):
+        out = fn()
+    return out, len(saved)
+
+
+def test_lean_quick_gelu_same_values_one_saved_tensor():
+    from transformers.activations import QuickGELUActivation
+
+    from sera_mm.models.layers import QuickGELU
+    x = (torch.randn(3, 7, 40) * 4).requires_grad_(True)
+    y = x.detach().clone().requires_grad_(True)
+    out, n_lean = _saved_count(lambda: QuickGELU()(x))
+    ref, n_ref = _saved_count(lambda: QuickGELUActivation()(y))
+    assert torch.equal(out, ref)  # the same expression, bit for bit
+    assert n_lean == 1 and n_ref >= 2
+    g = torch.randn_like(out)
+    out.backward(g)
+    ref.backward(g)
+    torch.testing.assert_close(x.grad, y.grad, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # inference: the plain expression, no Function
+        assert torch.equal(QuickGELU()(x), ref)
+
+
+def test_clip_encoders_use_the_lean_quick_gelu_with_same_outputs():
+    import copy
+
+    from transformers.activations import QuickGELUActivation
+
+    from sera_mm.models.layers import QuickGELU
+    from sera_mm.models.text_encoders import CLIPTextEncoder
+    torch.manual_seed(0)
+    bb = CLIPVisionBackbone(config=TINY_CLIP, out_indices=(3, ),
+                            trainable='norm_bias').train()
+    kinds = [type(m) for m in bb.modules()]
+    assert QuickGELUActivation not in kinds
+    assert kinds.count(QuickGELU) == TINY_CLIP['num_hidden_layers']
+    text_enc = CLIPTextEncoder(config=dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, projection_dim=32))
+    assert not any(isinstance(m, QuickGELUActivation)
+                   for m in text_enc.modules())
+    # the same backbone with transformers' own activation: same grids, same
+    # gradients of the tuned norm/bias terms
+    ref = copy.deepcopy(bb)
+    for parent in ref.modules():
+        for name, child in list(parent.named_children()):
+            if isinstance(child, QuickGELU):
+                setattr(parent, name, QuickGELUActivation())
+    img = torch.randn(2, 3, 32, 32)
+    grads = []
+    for model in (bb, ref):
+        out = model(img)[0]
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum()\
+            .backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()
+                      if p.requires_grad})
+        if model is bb:
+            first = out.detach()
+        else:
+            torch.testing.assert_close(first, out.detach(), rtol=0, atol=0)
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name],
+                                   rtol=1e-4, atol=1e-6, msg=name)

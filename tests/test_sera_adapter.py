@@ -282,3 +282,70 @@ def test_fixed_scale_and_uniform_router():
     # scale 0 -> still identity even with a non-zero up-projection
     assert torch.equal(adapter(tokens, (H, W), 1, _text()), tokens)
     assert adapter.router.balance_loss().item() == 0.0
+
+
+# ------------------------------------------------- activation checkpointing
+@pytest.mark.parametrize('num_prefix', [0, 1])
+def test_with_cp_same_values_gradients_and_less_stored(num_prefix):
+    """with_cp recomputes the adapter in the backward pass: same output,
+    same gradients (dropout masks replayed), and only the input kept."""
+    plain = _adapter(dropout=0.2)
+    _perturb_up(plain)
+    cp = _adapter(dropout=0.2, with_cp=True)
+    cp.load_state_dict(plain.state_dict())
+    text = _text()
+    grads, stored = [], []
+    for model in (plain, cp):
+        model.train()
+        tokens = _tokens(num_prefix).requires_grad_(True)
+        saved = []
+
+        def pack(t, saved=saved):
+            saved.append(t.numel())
+            return t
+
+        torch.manual_seed(5)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = model(tokens, (H, W), num_prefix, text)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum()\
+            .backward()
+        grads.append([tokens.grad] + [p.grad for p in model.parameters()])
+        stored.append(sum(saved))
+        if model is plain:
+            ref = out.detach()
+        else:
+            torch.testing.assert_close(out.detach(), ref, rtol=0, atol=0)
+    for g_plain, g_cp in zip(*grads):
+        assert g_plain is not None and g_cp is not None
+        torch.testing.assert_close(g_cp, g_plain, rtol=1e-5, atol=1e-6)
+    # the checkpointed adapter keeps its input tokens (and text) only
+    assert stored[1] < stored[0] / 2
+    # inference (no grad) and eval mode take the plain path
+    cp.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            cp(_tokens(num_prefix), (H, W), num_prefix, text),
+            plain.eval()(_tokens(num_prefix), (H, W), num_prefix, text))
+
+
+def test_with_cp_router_losses_train_the_router():
+    """The routing recorded in the forward feeds the auxiliary losses; their
+    gradient reaches the router through the recomputed adapter, once (the
+    recomputation records nothing)."""
+    from sera_mm.models.routers.expert_router import RoutingRecorder
+    grads = []
+    for with_cp in (False, True):
+        torch.manual_seed(0)
+        model = _adapter(with_cp=with_cp)
+        _perturb_up(model)
+        model.train()
+        tokens = _tokens(1).requires_grad_(True)
+        with RoutingRecorder() as rec:
+            out = model(tokens, (H, W), 1, _text())
+        assert len(rec.outputs) == 1
+        loss = model.router.aux_losses(('balance', ), rec.outputs[0])
+        (out.sum() + loss['balance']).backward()
+        assert len(rec.outputs) == 1
+        grads.append(model.router.fc_out.weight.grad)
+    assert grads[1].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)

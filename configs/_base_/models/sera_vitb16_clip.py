@@ -47,7 +47,11 @@ model = dict(
             hidden_channels=64,
             experts=experts,
             router=dict(type='ExpertRouter', hidden_channels=64),
-            num_heads=4),
+            num_heads=4,
+            # recompute the adapters in the backward pass instead of
+            # storing their activations: about 16 MiB less per adapter and
+            # image pair at 416 px for about 3% more time per step
+            with_cp=True),
         adapter_indices=(1, 3, 5, 7, 9, 11),
         trainable='norm_bias'),
     neck=dict(

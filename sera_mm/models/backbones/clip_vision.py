@@ -5,6 +5,7 @@ from typing import Optional, Sequence
 import torch.nn as nn
 from torch import Tensor
 
+from sera_mm.models.layers import use_lean_quick_gelu
 from sera_mm.models.utils.openai_clip import convert_openai_clip
 from sera_mm.models.utils.pet import PETRule
 from sera_mm.registry import MODELS
@@ -90,6 +91,8 @@ class CLIPVisionBackbone(BaseAdapterBackbone):
         model = build_clip_vision_model(pretrained, config, revision)
         # 5.x: CLIPVisionModel holds the parts; 4.x: under .vision_model
         self.encoder = getattr(model, 'vision_model', model)
+        # same values; the backward keeps one tensor per MLP, not two
+        use_lean_quick_gelu(self.encoder)
         cfg = model.config
         self.patch_size = cfg.patch_size
         self.embed_dim = cfg.hidden_size

@@ -5,6 +5,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
+from sera_mm.models.layers import use_lean_quick_gelu
 from sera_mm.models.utils.clip_tokenizer import build_clip_tokenizer
 from sera_mm.models.utils.openai_clip import (convert_openai_clip,
                                               split_clip_state_dict)
@@ -103,6 +104,7 @@ class CLIPTextEncoder(BaseTextEncoder):
         super().__init__()
         self._init_text_state(max_length)
         self.model = build_clip_text_model(pretrained, config, revision)
+        use_lean_quick_gelu(self.model)  # same values, leaner backward
         cfg = self.model.config
         tok_src = tokenizer
         if tok_src is None and pretrained is not None:
