@@ -607,3 +607,29 @@ def test_profile_ops_needs_profile():
         tool.main([TINY, '--profile-ops', '5'])
     with pytest.raises(SystemExit, match='>= 0'):
         tool.main([TINY, '--profile', '--profile-ops', '-1'])
+
+
+@pytest.mark.parametrize('choice', ['config', 'default'])
+def test_measuring_processes_set_malloc_as_training_does(
+        tmp_path, monkeypatch, choice):
+    """The jobs carry the config's env_cfg.malloc (training's allocator
+    settings) unless --malloc default; setup_process applies it."""
+    from mmengine.config import Config
+    seen = {}
+
+    def fake_run_jobs(jobs, isolation='process', progress=True):
+        seen['malloc'] = [spec.get('malloc') for _, spec in jobs]
+        return {('sera', ): dict(SERA), ('bare', ): dict(BARE)}
+
+    monkeypatch.setattr(bench_run, 'run_jobs', fake_run_jobs)
+    cli.main([TINY, '--throughput-batch', '0', '--no-paired', '--no-flops',
+              '--skip-train', '--input-size', '64', '--malloc', choice,
+              '--out-dir', str(tmp_path / 'b')])
+    want = Config.fromfile(TINY).env_cfg.malloc.to_dict()
+    assert want  # the shipped runtime tunes malloc
+    assert seen['malloc'] == [want if choice == 'config' else None] * 2
+    applied = []
+    monkeypatch.setattr('sera_mm.utils.allocator.apply_malloc_cfg',
+                        applied.append)
+    bench_run.setup_process(dict(malloc=want))
+    assert applied == [want]

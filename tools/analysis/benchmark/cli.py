@@ -111,6 +111,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="'process': each subject in a fresh spawned "
                         "process (clean memory baseline); 'none': all in "
                         'this process (faster)')
+    parser.add_argument('--malloc', choices=('config', 'default'),
+                        default='config',
+                        help="'config': the measuring processes set glibc "
+                        "malloc as training does (the config's "
+                        "env_cfg.malloc); 'default': glibc's defaults")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
     from sera_mm.utils.cli import add_debug_argument
@@ -236,7 +241,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     if args.compare_config:
         other = Config.fromfile(args.compare_config)
         cfgs.append(other)
+    malloc = None
+    if args.malloc == 'config':
+        env_cfg = cfg.get('env_cfg') or {}
+        malloc = env_cfg.get('malloc')
+        malloc = dict(malloc) if malloc else None
     base = dict(device=device, threads=args.threads, amp=args.amp,
+                malloc=malloc,
                 channels_last=args.channels_last, size=size,
                 runs=args.runs, warmup=args.warmup,
                 imports=config_imports(*cfgs))
@@ -280,6 +291,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     setup = (f'device {device}, threads {args.threads}, input {size}x{size}'
              f', runs {args.runs} (median) after {args.warmup} warm-up, '
              f'amp {args.amp}, channels_last {args.channels_last}, '
+             f'malloc {malloc or "glibc defaults"}, '
              f'isolation {args.isolation}, torch {torch.__version__}, '
              f'random weights of the configured geometry.')
     sweep_keys = [k for k, _ in sweeps]

@@ -21,8 +21,12 @@ from .subjects import StepBuilder, build_subject
 
 
 def setup_process(spec: Dict[str, Any]) -> str:
-    """Apply ``spec['threads']``, import ``spec['imports']``, seed torch;
-    return the device."""
+    """Apply ``spec['threads']`` and ``spec['malloc']`` (glibc malloc
+    settings as training applies them from ``env_cfg.malloc``; None leaves
+    the allocator alone), import ``spec['imports']``, seed torch; return
+    the device."""
+    from sera_mm.utils.allocator import apply_malloc_cfg
+    apply_malloc_cfg(spec.get('malloc'))
     import_config_modules(spec.get('imports', ()))
     if spec.get('threads'):
         torch.set_num_threads(int(spec['threads']))
