@@ -455,8 +455,11 @@ def test_memory_over_steps_records_every_step_on_new_batches(monkeypatch):
     assert res['train_rss_last'] == res['train_rss_steps'][-1]
     assert res['train_rss_growth'] == (res['train_rss_steps'][2] -
                                        res['train_rss_steps'][1])
-    assert len(seen) == 3  # the first batch, then a new one per step
-    assert seen[0][0] != seen[1][0] != seen[2][0]
+    # the first batch, then a new one per step (and for the tensor peak)
+    assert len(seen) == 4
+    assert seen[0][0] != seen[1][0] != seen[2][0] != seen[3][0]
+    held = measure.storage_bytes(measure.long_lived_tensors(runner.model))
+    assert res['train_tensor_peak'] > held
     assert not bool((seen[0][1] == seen[1][1]).all())
     with pytest.raises(ValueError, match='>= 2'):
         measure.memory_over_steps(runner, 2, 64, 1)
@@ -633,3 +636,22 @@ def test_measuring_processes_set_malloc_as_training_does(
                         applied.append)
     bench_run.setup_process(dict(malloc=want))
     assert applied == [want]
+
+
+def test_tensor_peak_counts_live_tensors_not_the_heap():
+    """The peak of live tensors in a call: what was alive before plus the
+    largest running sum of the call's allocations and frees."""
+    import torch
+    held = [torch.zeros(1 << 20), torch.zeros(1 << 18)]  # 4 MiB + 1 MiB
+    view = held[0][:10]  # same storage: counted once
+
+    def fn():
+        a = torch.ones(2 << 20)  # 8 MiB
+        b = torch.ones(1 << 20)  # + 4 MiB while a lives: 12 MiB
+        del a, b
+        c = torch.ones(1 << 20)  # 4 MiB after both are freed
+        return float(c[0])
+
+    peak = measure.tensor_peak_of(fn, held + [view, None])
+    assert measure.storage_bytes(held + [view]) == 5 * MB
+    assert 17 * MB <= peak < 17.5 * MB

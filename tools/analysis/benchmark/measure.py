@@ -8,6 +8,10 @@ after the timed calls, and the peak increase over the RSS before that call
 
 Time: the median of ``runs`` calls after ``warmup`` untimed ones.
 
+Tensor memory (:func:`tensor_peak_of`): the peak of live tensors during a
+training step, from the profiler's allocation events; independent of the C
+heap allocator, like ``torch.cuda.max_memory_allocated`` on a GPU.
+
 FLOPs: mmengine's ``FlopAnalyzer`` (one multiply-add counts as one FLOP),
 with a handle for ``aten::scaled_dot_product_attention``.
 """
@@ -16,7 +20,7 @@ import os
 import statistics
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -103,6 +107,58 @@ def peak_of(fn: Callable[[], Any], device_type: str = 'cpu') -> int:
     del out
     return mem.peak
 
+def storage_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (None skipped)."""
+    seen = {}
+    for t in tensors:
+        if t is None:
+            continue
+        st = t.untyped_storage()
+        seen[(t.device, st.data_ptr())] = st.nbytes()
+    return sum(seen.values())
+
+
+def long_lived_tensors(model: nn.Module, optimizer=None) -> List[Any]:
+    """What a training step starts with: parameters, buffers, gradients
+    and the optimizer's state tensors."""
+    out = list(model.parameters()) + list(model.buffers())
+    out += [p.grad for p in model.parameters()]
+    if optimizer is not None:
+        for state in optimizer.state.values():
+            out += [v for v in state.values() if torch.is_tensor(v)]
+    return out
+
+
+def tensor_peak_of(fn: Callable[[], Any], long_lived: Sequence[Any],
+                   device_type: str = 'cpu') -> int:
+    """Peak bytes of live tensors during one call of ``fn``: the tensors
+    alive before it (``long_lived``: parameters, gradients, optimizer
+    state) plus the highest running sum of the allocations and frees that
+    ``torch.profiler`` records (``profile_memory``). Unlike the process's
+    RSS it does not depend on the C heap allocator; it is what
+    ``torch.cuda.max_memory_allocated`` reports on a GPU (used there)."""
+    before = storage_bytes(long_lived)
+    if device_type == 'cuda':
+        torch.cuda.synchronize()
+        start = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - start + before
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) \
+            as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events()
+              if e.name() == '[memory]' and e.device_type().name == 'CPU']
+    events.sort(key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return before + peak
+
+
 def check_runs(runs: int, warmup: int) -> None:
     """Raise ValueError unless ``runs >= 1`` and ``warmup >= 0``."""
     if runs < 1 or warmup < 0:
@@ -179,9 +235,10 @@ def memory_over_steps(runner: StepBuilder, batch: int, size: int,
     Returns:
         ``train_rss_steps`` (RSS after each step, bytes, after a garbage
         collection), ``train_rss_first`` / ``train_rss_last`` (after the
-        first and the last step) and ``train_rss_growth`` (last minus
-        second: the growth once the optimizer state exists); empty when
-        nothing is trainable.
+        first and the last step), ``train_rss_growth`` (last minus
+        second: the growth once the optimizer state exists) and
+        ``train_tensor_peak`` (:func:`tensor_peak_of` one more step);
+        empty when nothing is trainable.
 
     Raises:
         ValueError: ``steps`` < 2.
@@ -196,5 +253,9 @@ def memory_over_steps(runner: StepBuilder, batch: int, size: int,
         step()
         gc.collect()
         rss.append(current_rss_bytes())
+    peak = tensor_peak_of(
+        step, long_lived_tensors(runner.model, step.optimizer),
+        runner.device_type)
     return dict(train_rss_steps=rss, train_rss_first=rss[0],
-                train_rss_last=rss[-1], train_rss_growth=rss[-1] - rss[1])
+                train_rss_last=rss[-1], train_rss_growth=rss[-1] - rss[1],
+                train_tensor_peak=peak)

@@ -27,6 +27,8 @@ MAIN_METRICS = (
     ('train_rss_growth', 'growth from training step 2 to {ms}', 'MB',
      1 / MB),
     ('max_rss', 'process peak memory (ru_maxrss)', 'MB', 1 / MB),
+    ('train_tensor_peak', 'peak tensor memory, training step {ms1} '
+     '(parameters, gradients, optimizer state, activations)', 'MB', 1 / MB),
     ('flops', 'FLOPs, forward batch 1', 'GFLOPs', 1e-9),
     ('params_total', 'parameters, total', 'M', 1e-6),
     ('params_trainable', 'parameters, trainable', 'M', 1e-6),
@@ -69,7 +71,7 @@ def main_rows(sera: Dict[str, Any], bare: Dict[str, Any], batch_size: int,
         rows.append(
             dict(section='main', setting='',
                  metric=label.format(bs=batch_size, tb=throughput_batch,
-                                     ms=memory_steps),
+                                     ms=memory_steps, ms1=memory_steps + 1),
                  unit=unit, sera=a, bare=b, ratio=ratio(a, b)))
     return rows
 

@@ -226,5 +226,7 @@ class StepBuilder:
             self.sync()
             return float(loss.detach())
 
+        step.optimizer = optimizer
+
         model.train()
         return step
