@@ -460,6 +460,8 @@ def test_memory_over_steps_records_every_step_on_new_batches(monkeypatch):
     assert seen[0][0] != seen[1][0] != seen[2][0] != seen[3][0]
     held = measure.storage_bytes(measure.long_lived_tensors(runner.model))
     assert res['train_tensor_peak'] > held
+    # the process peak is read before the profiled step
+    assert 0 < res['max_rss'] <= measure.max_rss_bytes()
     assert not bool((seen[0][1] == seen[1][1]).all())
     with pytest.raises(ValueError, match='>= 2'):
         measure.memory_over_steps(runner, 2, 64, 1)

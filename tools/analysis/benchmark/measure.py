@@ -237,8 +237,9 @@ def memory_over_steps(runner: StepBuilder, batch: int, size: int,
         collection), ``train_rss_first`` / ``train_rss_last`` (after the
         first and the last step), ``train_rss_growth`` (last minus
         second: the growth once the optimizer state exists) and
-        ``train_tensor_peak`` (:func:`tensor_peak_of` one more step);
-        empty when nothing is trainable.
+        ``train_tensor_peak`` (:func:`tensor_peak_of` one more step) and
+        ``max_rss`` (``ru_maxrss`` before that profiled step); empty when
+        nothing is trainable.
 
     Raises:
         ValueError: ``steps`` < 2.
@@ -253,9 +254,12 @@ def memory_over_steps(runner: StepBuilder, batch: int, size: int,
         step()
         gc.collect()
         rss.append(current_rss_bytes())
+    # the process peak before the profiled step (the profiler's own
+    # buffers would count otherwise)
+    max_rss = max_rss_bytes()
     peak = tensor_peak_of(
         step, long_lived_tensors(runner.model, step.optimizer),
         runner.device_type)
     return dict(train_rss_steps=rss, train_rss_first=rss[0],
                 train_rss_last=rss[-1], train_rss_growth=rss[-1] - rss[1],
-                train_tensor_peak=peak)
+                train_tensor_peak=peak, max_rss=max_rss)

@@ -84,7 +84,8 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
         out.update(memory_over_steps(
             runner, int(spec['train_batch']), size,
             int(spec['memory_steps'])))
-    out['max_rss'] = max_rss_bytes()
+    # the memory steps report the peak before their profiled step
+    out.setdefault('max_rss', max_rss_bytes())
     if spec.get('flops'):
         out['flops'], out['flops_note'] = count_flops(runner, size)
     return out
