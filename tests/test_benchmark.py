@@ -460,6 +460,20 @@ def test_memory_over_steps_records_every_step_on_new_batches(monkeypatch):
     assert seen[0][0] != seen[1][0] != seen[2][0] != seen[3][0]
     held = measure.storage_bytes(measure.long_lived_tensors(runner.model))
     assert res['train_tensor_peak'] > held
+    # the profiled step starts without gradients (their frees would be
+    # invisible to the profiler and count twice)
+    seen_grads = []
+    real_peak = measure.tensor_peak_of
+
+    def spy_peak(fn, long_lived, device_type='cpu'):
+        seen_grads.append([p.grad for p in runner.model.parameters()
+                           if p.requires_grad])
+        return real_peak(fn, long_lived, device_type)
+
+    monkeypatch.setattr(measure, 'tensor_peak_of', spy_peak)
+    measure.memory_over_steps(runner, 2, 64, 2)
+    assert seen_grads and seen_grads[0]
+    assert all(g is None for g in seen_grads[0])
     # the process peak is read before the profiled step
     assert 0 < res['max_rss'] <= measure.max_rss_bytes()
     assert not bool((seen[0][1] == seen[1][1]).all())

@@ -330,8 +330,7 @@ def test_with_cp_same_values_gradients_and_less_stored(num_prefix):
 
 def test_with_cp_router_losses_train_the_router():
     """The routing recorded in the forward feeds the auxiliary losses; their
-    gradient reaches the router through the recomputed adapter, once (the
-    recomputation records nothing)."""
+    gradient reaches the router through the recomputed adapter."""
     from sera_mm.models.routers.expert_router import RoutingRecorder
     grads = []
     for with_cp in (False, True):
@@ -349,3 +348,29 @@ def test_with_cp_router_losses_train_the_router():
         grads.append(model.router.fc_out.weight.grad)
     assert grads[1].abs().sum() > 0
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)
+
+
+def test_with_cp_recomputation_records_nothing_and_keeps_router_state():
+    """Backward inside the recorder: the recomputation adds no routing
+    output and leaves last_weights and the live loss tensors as the
+    forward set them."""
+    from sera_mm.models.routers.expert_router import RoutingRecorder
+    model = _adapter(with_cp=True)
+    _perturb_up(model)
+    model.train()
+    tokens = _tokens(1).requires_grad_(True)
+    with RoutingRecorder() as rec:
+        out = model(tokens, (H, W), 1, _text())
+        weights, live = model.router.last_weights, model.router._live.probs
+        out.sum().backward()
+    assert len(rec.outputs) == 1
+    assert model.router.last_weights is weights
+    assert model.router._live.probs is live
+    assert tokens.grad is not None and tokens.grad.abs().sum() > 0
+
+
+def test_with_cp_refuses_batchnorm_in_the_adapter():
+    with pytest.raises(ValueError, match='BatchNorm.*twice'):
+        _adapter(with_cp=True, experts=[
+            'spatial', dict(type='PaperAdapterBoundaryExpert',
+                            name='boundary')])

@@ -79,8 +79,6 @@ class SERAPaperAdapter(SERAAdapter):
         learnable_scale: make the scale a learnable scalar (else a fixed
             buffer).
         dropout: dropout before the up-projection and in the attention.
-        with_cp: activation checkpointing of the adapter in training (see
-            :class:`SERAAdapter`).
 
     Attributes:
         router: the expert router (``router.expert_names`` are
@@ -103,8 +101,7 @@ class SERAPaperAdapter(SERAAdapter):
                  spatial_act: str = 'GELU',
                  init_scale: float = 1.0,
                  learnable_scale: bool = True,
-                 dropout: float = 0.0,
-                 with_cp: bool = False) -> None:
+                 dropout: float = 0.0) -> None:
         experts = (
             dict(type='PaperAdapterSpatialExpert', name='spatial',
                  beta=spatial_beta, act=spatial_act),
@@ -120,8 +117,7 @@ class SERAPaperAdapter(SERAAdapter):
             num_heads=num_heads,
             init_scale=init_scale,
             learnable_scale=learnable_scale,
-            dropout=dropout,
-            with_cp=with_cp)
+            dropout=dropout)
         self.multiscale = PaperMultiScaleBranches(hidden_channels)
         self.expert_coefficients = (float(spatial_weight),
                                     float(boundary_weight))

@@ -1,6 +1,7 @@
 """SERA-Adapter: routed grid experts plus word cross-attention, inserted
 after a backbone block as a zero-initialised residual."""
 import copy
+from contextlib import nullcontext
 from typing import Sequence, Tuple, Union
 
 import torch
@@ -9,12 +10,19 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from sera_mm.models.routers import ExpertRouter  # noqa: F401 (registers)
+from sera_mm.models.routers import recomputation
 from sera_mm.models.routers.mixture import mix_experts
 from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 from sera_mm.models.layers import (WordCrossAttention, check_text_features,
                                    check_token_layout)
 from .experts import build_experts, expert_name
+
+
+def _recompute_quietly():
+    """``checkpoint``'s context_fn: the forward as usual; its recomputation
+    in the backward pass leaves the routers' records and state alone."""
+    return nullcontext(), recomputation()
 
 
 @MODELS.register_module()
@@ -55,8 +63,10 @@ class SERAAdapter(nn.Module):
         with_cp: activation checkpointing of the adapter in training: only
             its input is stored for the backward pass, and the adapter
             (a small fraction of a block's compute) runs again there. Same
-            values and gradients (dropout masks are replayed); for a
-            ViT-B/16 at 416 px it keeps about 16 MiB less per adapter and
+            values and gradients (dropout masks are replayed; the routers
+            record and keep the first run's routing); an adapter with
+            BatchNorm refuses it (its statistics would update twice). For
+            a ViT-B/16 at 416 px it keeps about 16 MiB less per adapter and
             image pair.
 
     Attributes:
@@ -105,6 +115,22 @@ class SERAAdapter(nn.Module):
             self.scale = nn.Parameter(torch.tensor(float(init_scale)))
         else:
             self.register_buffer('scale', torch.tensor(float(init_scale)))
+        self._check_with_cp()
+
+    def _check_with_cp(self) -> None:
+        """``with_cp`` runs the adapter twice per training step: a
+        BatchNorm inside would update its running statistics twice."""
+        if not self.with_cp:
+            return
+        bns = [name for name, m in self.named_modules()
+               if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if bns:
+            raise ValueError(
+                f'{type(self).__name__}(with_cp=True) recomputes the adapter '
+                f'in the backward pass, which would update the running '
+                f'statistics of its BatchNorm layers {bns} twice per step; '
+                f'use with_cp=False or a norm without running statistics '
+                f'(e.g. norm_cfg=dict(type=\'GN\', ...))')
 
     def _check_inputs(self, tokens: Tensor, hw: Tuple[int, int],
                       num_prefix: int, text: TextFeatures) -> None:
@@ -160,7 +186,8 @@ class SERAAdapter(nn.Module):
                 and (tokens.requires_grad or any(
                     p.requires_grad for p in self.parameters()))):
             return checkpoint(self._adapted, tokens, hw, num_prefix, text,
-                              use_reentrant=False)
+                              use_reentrant=False,
+                              context_fn=_recompute_quietly)
         return self._adapted(tokens, hw, num_prefix, text)
 
     def _adapted(self, tokens: Tensor, hw: Tuple[int, int], num_prefix: int,

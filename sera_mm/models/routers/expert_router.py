@@ -95,6 +95,23 @@ class RoutingRecorder:
         _RECORDERS.reset(self._token)
 
 
+_RECOMPUTING: ContextVar[bool] = ContextVar('sera_mm_routing_recomputing',
+                                            default=False)
+
+
+class recomputation:  # noqa: N801 (used like a function: with recomputation())
+    """Context of a forward that activation checkpointing runs again in the
+    backward pass (``torch.utils.checkpoint``'s ``context_fn`` recompute
+    context): routers inside it leave recorders and their state alone."""
+
+    def __enter__(self) -> 'recomputation':
+        self._token = _RECOMPUTING.set(True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _RECOMPUTING.reset(self._token)
+
+
 def _record(output: RoutingOutput) -> None:
     stack = _RECORDERS.get()
     if stack:
@@ -366,6 +383,23 @@ class ExpertRouter(nn.Module):
         return kept / kept.sum(dim=1, keepdim=True)
 
     def forward(self, visual: Tensor, sentence: Tensor) -> Tensor:
+        """Routing weights (see :meth:`_route`). Inside
+        :func:`recomputation` (a checkpointed forward run again in the
+        backward pass) the same tensors are computed, but nothing is
+        recorded and ``last_weights``, ``last_gates`` and the live tensors
+        of the auxiliary losses keep what the original forward set."""
+        if not _RECOMPUTING.get():
+            return self._route(visual, sentence)
+        kept = (self._live, self.last_weights, self.last_gates)
+        self._live = _Live()
+        token = _RECORDERS.set(())
+        try:
+            return self._route(visual, sentence)
+        finally:
+            _RECORDERS.reset(token)
+            self._live, self.last_weights, self.last_gates = kept
+
+    def _route(self, visual: Tensor, sentence: Tensor) -> Tensor:
         """Compute routing weights.
 
         Args:

@@ -130,13 +130,18 @@ def long_lived_tensors(model: nn.Module, optimizer=None) -> List[Any]:
 
 
 def tensor_peak_of(fn: Callable[[], Any], long_lived: Sequence[Any],
-                   device_type: str = 'cpu') -> int:
+                   device_type: str = 'cpu') -> Optional[int]:
     """Peak bytes of live tensors during one call of ``fn``: the tensors
     alive before it (``long_lived``: parameters, gradients, optimizer
     state) plus the highest running sum of the allocations and frees that
     ``torch.profiler`` records (``profile_memory``). Unlike the process's
     RSS it does not depend on the C heap allocator; it is what
-    ``torch.cuda.max_memory_allocated`` reports on a GPU (used there)."""
+    ``torch.cuda.max_memory_allocated`` reports on a GPU (used there).
+    None where this torch's profiler does not expose its events.
+
+    The profiler does not see a free of memory allocated before it
+    started: ``fn`` must not free what ``long_lived`` holds (drop the
+    gradients before, as :func:`memory_over_steps` does)."""
     before = storage_bytes(long_lived)
     if device_type == 'cuda':
         torch.cuda.synchronize()
@@ -149,12 +154,16 @@ def tensor_peak_of(fn: Callable[[], Any], long_lived: Sequence[Any],
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) \
             as prof:
         fn()
-    events = [e for e in prof.profiler.kineto_results.events()
-              if e.name() == '[memory]' and e.device_type().name == 'CPU']
-    events.sort(key=lambda e: e.start_ns())
+    try:  # the profiler's raw events (no public accessor for them)
+        events = sorted(
+            (e.start_ns(), e.nbytes())
+            for e in prof.profiler.kineto_results.events()
+            if e.name() == '[memory]' and e.device_type().name == 'CPU')
+    except AttributeError:  # another torch: say n/a rather than guess
+        return None
     live = peak = 0
-    for e in events:
-        live += e.nbytes()
+    for _, nbytes in events:
+        live += nbytes
         peak = max(peak, live)
     return before + peak
 
@@ -257,6 +266,10 @@ def memory_over_steps(runner: StepBuilder, batch: int, size: int,
     # the process peak before the profiled step (the profiler's own
     # buffers would count otherwise)
     max_rss = max_rss_bytes()
+    # the step's zero_grad would free gradients the profiler never saw
+    # allocated; drop them first (the step makes new ones)
+    step.optimizer.zero_grad(set_to_none=True)
+    gc.collect()
     peak = tensor_peak_of(
         step, long_lived_tensors(runner.model, step.optimizer),
         runner.device_type)
