@@ -328,6 +328,15 @@ def test_with_cp_same_values_gradients_and_less_stored(num_prefix):
             plain.eval()(_tokens(num_prefix), (H, W), num_prefix, text))
 
 
+def _training_adapter(with_cp: bool):
+    """A perturbed adapter in training mode and tokens (one prefix token)
+    that require gradients."""
+    model = _adapter(with_cp=with_cp)
+    _perturb_up(model)
+    model.train()
+    return model, _tokens(1).requires_grad_(True)
+
+
 def test_with_cp_router_losses_train_the_router():
     """The routing recorded in the forward feeds the auxiliary losses; their
     gradient reaches the router through the recomputed adapter."""
@@ -335,10 +344,7 @@ def test_with_cp_router_losses_train_the_router():
     grads = []
     for with_cp in (False, True):
         torch.manual_seed(0)
-        model = _adapter(with_cp=with_cp)
-        _perturb_up(model)
-        model.train()
-        tokens = _tokens(1).requires_grad_(True)
+        model, tokens = _training_adapter(with_cp)
         with RoutingRecorder() as rec:
             out = model(tokens, (H, W), 1, _text())
         assert len(rec.outputs) == 1
@@ -355,10 +361,7 @@ def test_with_cp_recomputation_records_nothing_and_keeps_router_state():
     output and leaves last_weights and the live loss tensors as the
     forward set them."""
     from sera_mm.models.routers.expert_router import RoutingRecorder
-    model = _adapter(with_cp=True)
-    _perturb_up(model)
-    model.train()
-    tokens = _tokens(1).requires_grad_(True)
+    model, tokens = _training_adapter(with_cp=True)
     with RoutingRecorder() as rec:
         out = model(tokens, (H, W), 1, _text())
         weights, live = model.router.last_weights, model.router._live.probs

@@ -7,7 +7,6 @@ from typing import Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from sera_mm.models.routers import ExpertRouter  # noqa: F401 (registers)
 from sera_mm.models.routers import recomputation
@@ -15,6 +14,7 @@ from sera_mm.models.routers.mixture import mix_experts
 from sera_mm.structures import TextFeatures
 from sera_mm.registry import MODELS
 from sera_mm.models.layers import (WordCrossAttention, check_text_features,
+                                   maybe_checkpoint,
                                    check_token_layout)
 from .experts import build_experts, expert_name
 
@@ -182,13 +182,10 @@ class SERAAdapter(nn.Module):
             Tensor: tokens + delta, (B, N, C).
         """
         self._check_inputs(tokens, hw, num_prefix, text)
-        if (self.with_cp and self.training and torch.is_grad_enabled()
-                and (tokens.requires_grad or any(
-                    p.requires_grad for p in self.parameters()))):
-            return checkpoint(self._adapted, tokens, hw, num_prefix, text,
-                              use_reentrant=False,
-                              context_fn=_recompute_quietly)
-        return self._adapted(tokens, hw, num_prefix, text)
+        return maybe_checkpoint(self.with_cp and self.training,
+                                self._adapted, tokens, hw, num_prefix, text,
+                                params=self.parameters(),
+                                context_fn=_recompute_quietly)
 
     def _adapted(self, tokens: Tensor, hw: Tuple[int, int], num_prefix: int,
                  text: TextFeatures) -> Tensor:

@@ -7,8 +7,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
+from sera_mm.models.layers import maybe_checkpoint
 from sera_mm.structures import TextFeatures
 from sera_mm.models.utils.pet import PETRule, apply_pet, freeze_bn_stats
 from sera_mm.registry import MODELS
@@ -237,13 +237,9 @@ class BaseAdapterBackbone(nn.Module):
         its activations are recomputed in the backward pass instead of
         stored (activation checkpointing: less memory, about one more
         forward of the block in time)."""
-        if (self.with_cp and self.training and torch.is_grad_enabled()
-                and (tokens.requires_grad or any(
-                    p.requires_grad for p in block.parameters()))):
-            out = checkpoint(block, tokens, *block_mask_args(block),
-                             use_reentrant=False)
-        else:
-            out = block(tokens, *block_mask_args(block))
+        out = maybe_checkpoint(self.with_cp and self.training, block,
+                               tokens, *block_mask_args(block),
+                               params=block.parameters())
         return out[0] if isinstance(out, (tuple, list)) else out
 
     def _adapt(self, idx: int, tokens: Tensor, hw, num_prefix: int,

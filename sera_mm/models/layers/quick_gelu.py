@@ -18,13 +18,19 @@ from torch import Tensor
 QUICK_GELU_ALPHA = 1.702
 
 
+def quick_gelu(x: Tensor) -> Tensor:
+    """``x * sigmoid(1.702 x)``, the expression of transformers'
+    ``QuickGELUActivation``."""
+    return x * torch.sigmoid(QUICK_GELU_ALPHA * x)
+
+
 class _QuickGELUFunction(torch.autograd.Function):
     """``x * sigmoid(a x)``; saves ``x`` only."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
-        return x * torch.sigmoid(QUICK_GELU_ALPHA * x)
+        return quick_gelu(x)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
@@ -45,7 +51,7 @@ class QuickGELU(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled() and x.requires_grad:
             return _QuickGELUFunction.apply(x)
-        return x * torch.sigmoid(QUICK_GELU_ALPHA * x)
+        return quick_gelu(x)
 
 
 def use_lean_quick_gelu(module: nn.Module) -> int:
