@@ -126,6 +126,12 @@ def test_loss_resizes_logits_to_label_size_and_ignores():
     assert logits.grad is not None and logits.grad.abs().sum() > 0
     with pytest.raises(ValueError, match='binary'):
         head.loss_by_feat(logits, [_sample(labels[0] * 0 + 3)])
+    # one bad pixel among valid and ignored ones is enough, either sign
+    for bad in (2, -1):
+        wrong = labels[0].clone()
+        wrong[12, 3] = bad
+        with pytest.raises(ValueError, match=rf'got values .*{bad}'):
+            head.loss_by_feat(logits, [_sample(wrong)])
 
 
 def test_loss_and_predict_entry_points():

@@ -329,7 +329,9 @@ class SERAHead(BaseDecodeHead):
             valid = label != self.ignore_index
         else:
             valid = torch.ones_like(label, dtype=torch.bool)
-        if (label[valid] > 1).any() or (label[valid] < 0).any():
+        # one fused reduction (boolean indexing would run nonzero twice)
+        bad = valid & ((label < 0) | (label > 1))
+        if bad.any():
             raise ValueError('SERAHead needs binary masks with values in '
                              '{0, 1} (or ignore_index), got values '
                              f'{torch.unique(label[valid]).tolist()}')
