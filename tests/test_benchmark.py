@@ -671,3 +671,31 @@ def test_tensor_peak_counts_live_tensors_not_the_heap():
     peak = measure.tensor_peak_of(fn, held + [view, None])
     assert measure.storage_bytes(held + [view]) == 5 * MB
     assert 17 * MB <= peak < 17.5 * MB
+
+
+def test_profile_sets_malloc_and_threads_as_training_does(tmp_path,
+                                                          monkeypatch):
+    """--profile runs in this process: it applies the config's malloc and
+    the thread count before building, and names the malloc in its setup."""
+    from mmengine.config import Config
+    applied = []
+    monkeypatch.setattr('sera_mm.utils.allocator.apply_malloc_cfg',
+                        applied.append)
+
+    def fake_profile(runner, batch, size, runs, warmup):
+        return dict(parts={}, step={})
+
+    monkeypatch.setattr(cli, 'profile_train_step', fake_profile)
+    monkeypatch.setattr(cli, 'format_profile',
+                        lambda result, name, setup: setup)
+    out = tmp_path / 'p'
+    cli.main([TINY, '--profile', '--input-size', '64', '--threads', '1',
+              '--out-dir', str(out)])
+    want = Config.fromfile(TINY).env_cfg.malloc.to_dict()
+    assert applied == [want]
+    assert f'malloc {want}' in (out / 'profile.md').read_text()
+    applied.clear()
+    cli.main([TINY, '--profile', '--input-size', '64', '--threads', '1',
+              '--malloc', 'default', '--out-dir', str(out)])
+    assert applied == [None]
+    assert 'malloc glibc defaults' in (out / 'profile.md').read_text()

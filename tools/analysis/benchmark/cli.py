@@ -182,11 +182,13 @@ def compare(args: argparse.Namespace, cfg_model: Dict[str, Any], size: int,
 
 
 def profile(args: argparse.Namespace, cfg_model: Dict[str, Any], size: int,
-            device: str, name: str, out_dir: str) -> Dict[str, Any]:
+            base: Dict[str, Any], name: str,
+            out_dir: str) -> Dict[str, Any]:
     """``--profile``: the training step by part (``profile.md``) and, with
-    ``--profile-ops``, by operator (``ops.md``)."""
+    ``--profile-ops``, by operator (``ops.md``), in this process with the
+    threads and malloc settings of ``base`` (as the measuring processes)."""
     import torch
-    torch.set_num_threads(args.threads)
+    device = run_mod.setup_process(base)
     runner = StepBuilder(build_subject(cfg_model, 'sera', device), device,
                          args.amp, args.channels_last)
     result = profile_train_step(runner, args.batch_size, size, args.runs,
@@ -194,8 +196,10 @@ def profile(args: argparse.Namespace, cfg_model: Dict[str, Any], size: int,
     setup = (f'device {device}, threads {args.threads}, input '
              f'{size}x{size}, batch {args.batch_size}, runs '
              f'{args.runs} (median, min-max) after {args.warmup} '
-             f'warm-up, amp {args.amp}, torch {torch.__version__}, '
-             'random weights of the configured geometry.')
+             f'warm-up, amp {args.amp}, malloc '
+             f'{base["malloc"] or "glibc defaults"}, torch '
+             f'{torch.__version__}, random weights of the configured '
+             'geometry.')
     text = format_profile(result, name, setup)
     with open(osp.join(out_dir, 'profile.md'), 'w') as f:
         f.write(text)
@@ -256,7 +260,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             or args.compare_channels_last or args.compare_compile):
         return compare(args, cfg_model, size, base, out_dir, other)
     if args.profile:
-        return profile(args, cfg_model, size, device, name, out_dir)
+        return profile(args, cfg_model, size, base, name, out_dir)
 
     jobs = plan_jobs(base, cfg_model, sweeps, batch_size=args.batch_size,
                      throughput_batch=args.throughput_batch,
