@@ -7,8 +7,6 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from sera_mm.models.layers import BatchFirstAttention
-
 
 def sine_position_encoding_2d(channels: int,
                               h: int,
@@ -106,10 +104,10 @@ class VLDecoderLayer(nn.Module):
             raise ValueError(f'channels ({channels}) must be divisible by '
                              f'num_heads ({num_heads})')
         self.norm_first = norm_first
-        self.self_attn = BatchFirstAttention(channels, num_heads,
-                                             dropout=dropout)
-        self.cross_attn = BatchFirstAttention(channels, num_heads,
-                                              dropout=dropout)
+        self.self_attn = nn.MultiheadAttention(
+            channels, num_heads, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(
+            channels, num_heads, dropout=dropout, batch_first=True)
         self.ffn = nn.Sequential(
             nn.Linear(channels, ffn_channels), nn.ReLU(inplace=True),
             nn.Dropout(dropout), nn.Linear(ffn_channels, channels))

@@ -4,7 +4,6 @@ import torch.nn as nn
 from torch import Tensor
 
 from sera_mm.registry import MODELS
-from .attention import BatchFirstAttention
 
 
 @MODELS.register_module()
@@ -39,12 +38,13 @@ class WordCrossAttention(nn.Module):
         self.num_heads = num_heads
         self.query_norm = nn.LayerNorm(channels)
         self.text_norm = nn.LayerNorm(text_channels)
-        self.attn = BatchFirstAttention(
+        self.attn = nn.MultiheadAttention(
             channels,
             num_heads,
             dropout=dropout,
             kdim=text_channels,
-            vdim=text_channels)
+            vdim=text_channels,
+            batch_first=True)
 
     def forward(self, query: Tensor, words: Tensor,
                 pad_mask: Tensor) -> Tensor:
@@ -78,11 +78,10 @@ class WordCrossAttention(nn.Module):
             # Unmask rows without any word so softmax stays finite, then
             # zero their output below.
             pad_mask = pad_mask & ~all_pad[:, None]
-        words = self.text_norm(words)
         out, _ = self.attn(
             self.query_norm(query),
-            words,
-            words,
+            self.text_norm(words),
+            self.text_norm(words),
             key_padding_mask=pad_mask,
             need_weights=False)
         if all_pad.any():

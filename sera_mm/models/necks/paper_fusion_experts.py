@@ -22,7 +22,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from sera_mm.models.layers.attention import BatchFirstAttention
 from sera_mm.models.layers.grid import (activation, check_grid, coord_maps,
                                         edge_kernels, replicate_pad1)
 from sera_mm.registry import MODELS
@@ -120,8 +119,8 @@ class PaperContextFusionExpert(nn.Module):
         self.num_heads = num_heads
         hidden = max(1, int(round(channels * mlp_ratio)))
         self.norm1 = nn.LayerNorm(channels)
-        self.attn = BatchFirstAttention(channels, num_heads,
-                                        dropout=dropout)
+        self.attn = nn.MultiheadAttention(
+            channels, num_heads, dropout=dropout, batch_first=True)
         nn.init.zeros_(self.attn.out_proj.weight)
         nn.init.zeros_(self.attn.out_proj.bias)
         self.norm2 = nn.LayerNorm(channels)
