@@ -75,3 +75,46 @@ def test_compare_evaluation_with_itself(tmp_path):
     with pytest.raises(FileNotFoundError, match='--test-checkpoint'):
         tool.compare('HEAD', config=config, test_checkpoint=str(
             tmp_path / 'missing.pth'), out_dir=str(tmp_path / 'out'))
+
+
+def test_batch_size_and_image_window():
+    """Each side's batch comes from its config (after --cfg-options); an
+    image window becomes iterations at that batch."""
+    from mmengine.config import Config
+    tool = _tool()
+    config = 'configs/sera/sera_tiny_synthetic.py'
+    expected = Config.fromfile(osp.join(ROOT, config)).train_dataloader[
+        'batch_size']
+    assert tool.batch_size(ROOT, config, []) == expected
+    assert tool.batch_size(ROOT, config,
+                           ['train_dataloader.batch_size=5']) == 5
+    with pytest.raises(ValueError, match='sera_tiny_synthetic.py.*'
+                       'positive integer, got 0'):
+        tool.batch_size(ROOT, config, ['train_dataloader.batch_size=0'])
+    assert tool.window(16, 1600, 640) == (100, 40)
+    assert tool.window(32, 1600, 640) == (50, 20)
+    assert tool.window(3, 10, 0) == (4, 0)
+
+
+def test_compare_over_images_reports_throughput(tmp_path):
+    """--images/--skip-images: iterations follow the batch, and the report
+    gives images per second and their ratio (this / rev)."""
+    tool = _tool()
+    report = tool.compare('HEAD', config='configs/sera/sera_tiny_synthetic.py',
+                          pairs=1, threads=1, images=6, skip_images=2,
+                          data_root=str(tmp_path / 'data'),
+                          out_dir=str(tmp_path / 'out'),
+                          options=['train_dataloader.batch_size=2'])
+    assert report['batch_size'] == {'this': 2, 'rev': 2}
+    assert report['windows']['this'] == {'iters': 3, 'skip': 1}
+    pair, = report['pairs']
+    assert pair['this_images_s'] == pytest.approx(2 / pair['this_s'])
+    assert pair['throughput_ratio'] == pytest.approx(
+        pair['this_images_s'] / pair['rev_images_s'])
+    # equal batches: images/s ratio (this / rev) = time ratio (rev / this)
+    assert report['throughput_ratio']['median'] == pytest.approx(
+        report['ratio']['median'])
+    md = (tmp_path / 'out' / 'compare_commits.md').read_text()
+    assert 'images 3-6 of the data order' in md
+    assert 'training throughput, images/s' in md
+    assert 'images/s, ratio' in md

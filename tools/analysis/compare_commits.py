@@ -4,6 +4,7 @@ a git revision.
     python tools/analysis/compare_commits.py REV \
         [--config configs/sera/sera_mnv2-minilm_synthetic.py] \
         [--pairs 3] [--iters 60] [--skip 20] [--threads 2] \
+        [--images N --skip-images M] \
         [--data-root data/synthetic] [--out-dir DIR] [--keep] \
         [--test-checkpoint CKPT [--test-split val]]
 
@@ -19,6 +20,16 @@ min, median and max of the ratios and of each side's time per iteration,
 and writes ``compare_commits.md`` and ``.json`` to ``--out-dir``. Pairs in
 alternation cancel most of the machine's drift; quote the ratio, not the
 absolute times.
+
+Each side's batch size is read from its config (``train_dataloader.
+batch_size``, after ``--cfg-options``), and the report also gives the
+training throughput in images per second and its ratio (this / rev; above
+1 means this checkout trains more images per second): the figure to quote
+when the two sides train at different batch sizes. With ``--images N
+--skip-images M`` each side runs ``ceil(N / batch)`` iterations and leaves
+out the first ``ceil(M / batch)``, so both are timed over the same images
+of the data order (the caches of the frozen encoders fill per image, not
+per iteration).
 
 With ``--test-checkpoint CKPT``, each run is ``tools/test.py CONFIG CKPT`` on
 ``--test-split`` instead (the same checkpoint file for both sides), timed
@@ -36,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = 'configs/sera/sera_mnv2-minilm_synthetic.py'
@@ -56,6 +67,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--iters', type=int, default=60)
     parser.add_argument('--skip', type=int, default=20,
                         help='iterations left out at the start of each run')
+    parser.add_argument('--images', type=int, default=None,
+                        help='time each side over this many training images '
+                        '(iterations = ceil(images / its batch size)) '
+                        'instead of --iters')
+    parser.add_argument('--skip-images', type=int, default=0,
+                        help='with --images: images left out at the start '
+                        'of each run')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--data-root', default=None,
                         help='the synthetic data both sides read (default: '
@@ -75,7 +93,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.pairs < 1 or args.iters < 2 or not 0 <= args.skip < args.iters:
         parser.error('--pairs must be >= 1, --iters >= 2 and 0 <= --skip < '
                      '--iters')
+    if args.images is not None and not 0 <= args.skip_images < args.images:
+        parser.error('--images must be > --skip-images >= 0')
     return args
+
+
+def batch_size(tree: str, config: str, options: List[str]) -> int:
+    """``train_dataloader.batch_size`` of ``config`` in ``tree`` with the
+    ``key=value`` ``options`` applied (as ``tools/train.py`` applies them).
+
+    Raises:
+        ValueError: the config has no positive integer batch size.
+    """
+    from mmengine.config import Config, DictAction
+    cfg = Config.fromfile(osp.join(tree, config),
+                          import_custom_modules=False)
+    if options:
+        parser = argparse.ArgumentParser()
+        parser.add_argument('--o', nargs='+', action=DictAction)
+        cfg.merge_from_dict(parser.parse_args(['--o', *options]).o)
+    value = cfg.get('train_dataloader', {}).get('batch_size')
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f'{config} at {tree}: train_dataloader.batch_size '
+                         f'must be a positive integer, got {value!r}')
+    return value
+
+
+def window(batch: int, images: int, skip_images: int) -> Tuple[int, int]:
+    """(iterations, skipped iterations) that cover ``images`` and leave out
+    ``skip_images`` at batch size ``batch``."""
+    return -(-images // batch), -(-skip_images // batch)
 
 
 def resolve_rev(rev: str, root: str = ROOT) -> str:
@@ -172,7 +219,8 @@ def compare(rev: str, config: str = DEFAULT_CONFIG, pairs: int = 3,
             data_root: Optional[str] = None, out_dir: Optional[str] = None,
             options: Optional[List[str]] = None, keep: bool = False,
             root: str = ROOT, test_checkpoint: Optional[str] = None,
-            test_split: str = 'val') -> dict:
+            test_split: str = 'val', images: Optional[int] = None,
+            skip_images: int = 0) -> dict:
     """Run the comparison (see the module docstring); returns the report."""
     commit = resolve_rev(rev, root)
     out_dir = out_dir or osp.join(root, 'work_dirs', 'compare_commits',
@@ -193,6 +241,11 @@ def compare(rev: str, config: str = DEFAULT_CONFIG, pairs: int = 3,
                                     f'{rev} ({commit[:10]})')
         data_root = osp.abspath(data_root or osp.join(out_dir, 'data'))
         sides = {'this': root, 'rev': tree}
+        batches = {side: batch_size(path, config, options or [])
+                   for side, path in sides.items()}
+        plan = {side: ((iters, skip) if images is None else
+                       window(batches[side], images, skip_images))
+                for side in sides}
         per_pair = []
         for i in range(pairs):
             order = ('this', 'rev') if i % 2 == 0 else ('rev', 'this')
@@ -205,19 +258,30 @@ def compare(rev: str, config: str = DEFAULT_CONFIG, pairs: int = 3,
                                             threads, data_root,
                                             options or [])
                     continue
-                run_side(sides[side], config, wd, iters, threads, data_root,
-                         options or [])
-                t = iteration_times(wd)[skip:]
+                side_iters, side_skip = plan[side]
+                run_side(sides[side], config, wd, side_iters, threads,
+                         data_root, options or [])
+                t = iteration_times(wd)[side_skip:]
                 if not t:
-                    raise RuntimeError(f'no iteration after --skip {skip} '
-                                       f'in {wd}')
+                    raise RuntimeError(f'no iteration after skipping '
+                                       f'{side_skip} in {wd}')
                 times[side] = statistics.fmean(t)
-            per_pair.append(dict(order=list(order), this_s=times['this'],
-                                 rev_s=times['rev'],
-                                 ratio=times['rev'] / times['this']))
+            pair = dict(order=list(order), this_s=times['this'],
+                        rev_s=times['rev'],
+                        ratio=times['rev'] / times['this'])
+            if test_checkpoint is None:
+                pair.update(
+                    this_images_s=batches['this'] / times['this'],
+                    rev_images_s=batches['rev'] / times['rev'])
+                pair['throughput_ratio'] = (pair['this_images_s'] /
+                                            pair['rev_images_s'])
+            per_pair.append(pair)
         report = dict(
             rev=rev, commit=commit, config=config, pairs=per_pair,
-            iters=iters, skip=skip, threads=threads,
+            iters=iters, skip=skip, threads=threads, images=images,
+            skip_images=skip_images, batch_size=batches,
+            windows={side: dict(iters=n, skip=k)
+                     for side, (n, k) in plan.items()},
             # recorded relative to the checkout (no machine path in reports)
             test_checkpoint=None if test_checkpoint is None else (
                 osp.relpath(test_checkpoint, root)
@@ -227,6 +291,9 @@ def compare(rev: str, config: str = DEFAULT_CONFIG, pairs: int = 3,
             ratio=summarise([p['ratio'] for p in per_pair]),
             this_s=summarise([p['this_s'] for p in per_pair]),
             rev_s=summarise([p['rev_s'] for p in per_pair]))
+        if test_checkpoint is None:
+            report['throughput_ratio'] = summarise(
+                [p['throughput_ratio'] for p in per_pair])
     finally:
         if not keep:
             remove_worktree(tree, root)
@@ -245,9 +312,20 @@ def format_report(report: dict) -> List[str]:
         what = (f'`tools/test.py` of `{osp.basename(report["test_checkpoint"])}`'
                 f' on {report["test_split"]}, whole process')
         unit = 's'
+    elif report.get('images'):
+        w, b = report['windows'], report['batch_size']
+        what = (f'images {report["skip_images"] + 1}-{report["images"]} of '
+                f'the data order timed (this checkout: batch {b["this"]}, '
+                f'iterations {w["this"]["skip"] + 1}-{w["this"]["iters"]}; '
+                f'{report["rev"]}: batch {b["rev"]}, iterations '
+                f'{w["rev"]["skip"] + 1}-{w["rev"]["iters"]})')
+        unit = 's/iter'
     else:
+        b = report.get('batch_size', {})
         what = (f'{report["iters"]} iterations per run (time per iteration '
-                f'over iterations {report["skip"] + 1}-{report["iters"]})')
+                f'over iterations {report["skip"] + 1}-{report["iters"]}; '
+                f'batch {b.get("this")} here, {b.get("rev")} at '
+                f'{report["rev"]})')
         unit = 's/iter'
     lines = [
         f'# This checkout against {report["rev"]} '
@@ -260,12 +338,22 @@ def format_report(report: dict) -> List[str]:
         f'| this checkout, {unit} | {t["min"]:.3f} | {t["median"]:.3f} | '
         f'{t["max"]:.3f} |',
         f'| {report["rev"]}, {unit} | {v["min"]:.3f} | {v["median"]:.3f} | '
-        f'{v["max"]:.3f} |', ''
+        f'{v["max"]:.3f} |'
     ]
+    if report.get('throughput_ratio'):
+        q = report['throughput_ratio']
+        lines.append(f'| training throughput, images/s (this / rev; > 1: '
+                     f'this is faster) | {q["min"]:.3f} | {q["median"]:.3f} '
+                     f'| {q["max"]:.3f} |')
+    lines.append('')
     for i, p in enumerate(report['pairs']):
-        lines.append(f'- pair {i + 1} ({" then ".join(p["order"])}): '
-                     f'{p["this_s"]:.3f} vs {p["rev_s"]:.3f} {unit}, ratio '
-                     f'{p["ratio"]:.3f}')
+        line = (f'- pair {i + 1} ({" then ".join(p["order"])}): '
+                f'{p["this_s"]:.3f} vs {p["rev_s"]:.3f} {unit}, ratio '
+                f'{p["ratio"]:.3f}')
+        if 'throughput_ratio' in p:
+            line += (f'; {p["this_images_s"]:.1f} vs {p["rev_images_s"]:.1f}'
+                     f' images/s, ratio {p["throughput_ratio"]:.3f}')
+        lines.append(line)
     return lines
 
 
@@ -276,7 +364,8 @@ def main(argv=None) -> int:
                          args.skip, args.threads, args.data_root,
                          args.out_dir, args.cfg_options, args.keep,
                          test_checkpoint=args.test_checkpoint,
-                         test_split=args.test_split)
+                         test_split=args.test_split, images=args.images,
+                         skip_images=args.skip_images)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
