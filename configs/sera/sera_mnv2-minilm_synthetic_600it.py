@@ -3,7 +3,8 @@
 # releases and the base of the ablation rows (configs/sera/ablations/), the
 # projects' synthetic configs and the published 15-minute checkpoint, whose
 # committed results were measured with it. The main job,
-# sera_mnv2-minilm_synthetic.py, is this model trained for 800 iterations.
+# sera_mnv2-minilm_synthetic.py, is this model trained at batch 32 for 600
+# iterations.
 _base_ = [
     '../_base_/models/sera_mnv2_minilm.py',
     '../_base_/datasets/synthetic.py',

@@ -6,7 +6,7 @@
 # (docs/ablations/recipe_15min/): this row tests the other direction. A
 # step at batch 32 takes about twice one at batch 16 on a 2-core CPU
 # (benchmark.py --profile at both batches), so the job's time stays.
-_base_ = '../../sera_mnv2-minilm_synthetic.py'
+_base_ = '../../sera_mnv2-minilm_synthetic_800it.py'
 max_iters = 400
 train_dataloader = dict(batch_size=32)
 optim_wrapper = dict(optimizer=dict(lr=2e-3))

@@ -2,7 +2,7 @@
 # twice the iterations (1,600), so the same number of samples is seen with
 # twice the optimizer updates; warm-up over the same number of samples
 # (100 iterations), cosine decay to the new end; learning rate unchanged.
-_base_ = '../../sera_mnv2-minilm_synthetic.py'
+_base_ = '../../sera_mnv2-minilm_synthetic_800it.py'
 max_iters = 1600
 train_dataloader = dict(batch_size=8)
 param_scheduler = [

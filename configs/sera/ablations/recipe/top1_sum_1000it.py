@@ -6,7 +6,7 @@
 # the main job's (8 interleaved pairs, 0.65-0.93; benchmark.py
 # --compare-vary), so 1,000 iterations take about the time of its 800.
 # Same warm-up, cosine decay to the new end.
-_base_ = '../../sera_mnv2-minilm_synthetic.py'
+_base_ = '../../sera_mnv2-minilm_synthetic_800it.py'
 max_iters = 1000
 model = dict(
     backbone=dict(adapter=dict(router=dict(top_k=1))),
