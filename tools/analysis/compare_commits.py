@@ -100,18 +100,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def batch_size(tree: str, config: str, options: List[str]) -> int:
     """``train_dataloader.batch_size`` of ``config`` in ``tree`` with the
-    ``key=value`` ``options`` applied (as ``tools/train.py`` applies them).
+    ``key=value`` ``options`` applied, read with the loader ``tools/train.py``
+    uses (:func:`sera_mm.engine.launch_utils.load_config`).
 
     Raises:
         ValueError: the config has no positive integer batch size.
     """
-    from mmengine.config import Config, DictAction
-    cfg = Config.fromfile(osp.join(tree, config),
-                          import_custom_modules=False)
-    if options:
-        parser = argparse.ArgumentParser()
-        parser.add_argument('--o', nargs='+', action=DictAction)
-        cfg.merge_from_dict(parser.parse_args(['--o', *options]).o)
+    from mmengine.config import DictAction
+
+    from sera_mm.engine.launch_utils import load_config
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    cfg_options = (parser.parse_args(['--cfg-options', *options]).cfg_options
+                   if options else None)
+    cfg = load_config(osp.join(tree, config), cfg_options)
     value = cfg.get('train_dataloader', {}).get('batch_size')
     if not isinstance(value, int) or value < 1:
         raise ValueError(f'{config} at {tree}: train_dataloader.batch_size '
@@ -241,11 +243,14 @@ def compare(rev: str, config: str = DEFAULT_CONFIG, pairs: int = 3,
                                     f'{rev} ({commit[:10]})')
         data_root = osp.abspath(data_root or osp.join(out_dir, 'data'))
         sides = {'this': root, 'rev': tree}
-        batches = {side: batch_size(path, config, options or [])
-                   for side, path in sides.items()}
-        plan = {side: ((iters, skip) if images is None else
-                       window(batches[side], images, skip_images))
-                for side in sides}
+        if test_checkpoint is None:  # training is timed
+            batches = {side: batch_size(path, config, options or [])
+                       for side, path in sides.items()}
+            plan = {side: ((iters, skip) if images is None else
+                           window(batches[side], images, skip_images))
+                    for side in sides}
+        else:
+            batches = plan = {}
         per_pair = []
         for i in range(pairs):
             order = ('this', 'rev') if i % 2 == 0 else ('rev', 'this')

@@ -4,8 +4,10 @@
 # warm-up over the same number of samples (25 iterations), cosine decay to
 # the new end. Batch 8 for 1,600 iterations scored below batch 16 for 800
 # (docs/ablations/recipe_15min/): this row tests the other direction. A
-# step at batch 32 takes about twice one at batch 16 on a 2-core CPU
-# (benchmark.py --profile at both batches), so the job's time stays.
+# step at batch 32 takes about twice one at batch 16 on a 2-core CPU by
+# benchmark.py --profile, but about 1.5x in the training loop (the caches
+# of the frozen encoders serve per image), so this job is shorter than the
+# 800-iteration one; bs32_600it_lr2e-3.py spends the difference.
 _base_ = '../../sera_mnv2-minilm_synthetic_800it.py'
 max_iters = 400
 train_dataloader = dict(batch_size=32)
