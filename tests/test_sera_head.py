@@ -59,6 +59,39 @@ def test_sentence_kernel_is_per_sample():
     assert not torch.allclose(out[1], base[1])
 
 
+@pytest.mark.parametrize('kernel_size', [1, 3, 5])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_dynamic_conv_equals_grouped_convolution(kernel_size, channels_last):
+    """The per-sample kernels give a grouped convolution's values and
+    gradients (zero padding k // 2, sentence-generated bias)."""
+    head = _head(kernel_size=kernel_size).train()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, head.proj_channels, 6, 9, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    sentence = torch.randn(3, C_T, generator=g)
+
+    def reference(x):
+        b, p, h, w = x.shape
+        k = kernel_size
+        params = head.kernel_gen(sentence)
+        return F.conv2d(x.reshape(1, b * p, h, w),
+                        params[:, :-1].reshape(b, p, k, k),
+                        bias=params[:, -1], padding=k // 2,
+                        groups=b).reshape(b, 1, h, w)
+
+    out = head.dynamic_conv(x, sentence)
+    ref = reference(x)
+    assert out.shape == (3, 1, 6, 9)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    weight = head.kernel_gen.weight
+    grads = torch.autograd.grad((out * ref.detach()).sum(), [x, weight])
+    ref_grads = torch.autograd.grad((ref * ref.detach()).sum(), [x, weight])
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_padded_words_are_ignored():
     head = _head()
     fused, text = torch.randn(2, C_F, 4, 4), _text()

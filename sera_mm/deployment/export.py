@@ -20,7 +20,6 @@ import os
 import os.path as osp
 import shutil
 import time
-import types
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sera_mm.utils.image_io import load_image
@@ -122,34 +120,6 @@ class SERAOnnxWrapper(nn.Module):
         return tuple(outs)
 
 
-def dynamic_conv_any_batch(head: nn.Module, x: Tensor,
-                           sentence: Tensor) -> Tensor:
-    """``SERAHead.dynamic_conv`` without a batch-sized ``groups``: the
-    per-sample kernels applied as a batched matrix product over
-    ``F.unfold`` patches (an ONNX Conv's ``group`` is a constant, so the
-    grouped convolution would fix the batch size of the graph). The same
-    sums in another order; :func:`check_onnx_parity` compares the two.
-
-    Args:
-        head: the ``SERAHead`` (``kernel_gen``, ``kernel_size``).
-        x: (B, P, H, W).
-        sentence: (B, C_t).
-
-    Returns:
-        (B, 1, H, W) logits.
-    """
-    b, p, h, w = x.shape
-    k = head.kernel_size
-    params = head.kernel_gen(sentence)  # (B, P*k*k + 1)
-    weight = params[:, :-1].unsqueeze(1)  # (B, 1, P*k*k), (p, i, j) order
-    bias = params[:, -1:].unsqueeze(-1)  # (B, 1, 1)
-    if k == 1:
-        cols = x.flatten(2)
-    else:
-        cols = F.unfold(x, k, padding=k // 2)  # (B, P*k*k, H*W)
-    return (torch.bmm(weight, cols) + bias).reshape(b, 1, h, w)
-
-
 def check_exportable(model: nn.Module) -> None:
     """Refuse what a traced graph cannot represent.
 
@@ -190,8 +160,9 @@ def text_length(model: nn.Module, text_len: int) -> Iterator[None]:
 def export_mode(model: nn.Module, text_len: int) -> Iterator[None]:
     """What tracing needs, restored afterwards: eval mode, the text
     encoder's length set to ``text_len`` (:func:`text_length`), the
-    backbone's frozen-prefix cache off (it hashes the input in Python) and
-    the head's dynamic convolution as :func:`dynamic_conv_any_batch`.
+    backbone's frozen-prefix cache off (it hashes the input in Python).
+    The head's dynamic convolution needs no change: it has no batch-sized
+    ``groups`` (:meth:`SERAHead.dynamic_conv`).
 
     Only the export runs inside it; :func:`check_onnx_parity` runs the
     PyTorch model as it is.
@@ -199,19 +170,13 @@ def export_mode(model: nn.Module, text_len: int) -> Iterator[None]:
     backbone = model.backbone
     was_training = model.training
     cache = getattr(backbone, 'prefix_cache', None)
-    head = model.decode_head
-    patched = hasattr(head, 'dynamic_conv') and hasattr(head, 'kernel_gen')
     model.eval()
     if cache is not None:
         backbone.prefix_cache = None
-    if patched:
-        head.dynamic_conv = types.MethodType(dynamic_conv_any_batch, head)
     try:
         with text_length(model, text_len):
             yield
     finally:
-        if patched:
-            del head.dynamic_conv  # the class's method again
         if cache is not None:
             backbone.prefix_cache = cache
         model.train(was_training)
@@ -586,7 +551,7 @@ def clone_model(model: nn.Module) -> nn.Module:
 
 
 __all__ = ['SERAOnnxWrapper', 'check_exportable', 'export_mode',
-           'text_length', 'dynamic_conv_any_batch',
+           'text_length',
            'save_tokenizer', 'tokenizer_dir_for', 'ExportResult',
            'export_onnx', 'ParityReport', 'default_parity_inputs',
            'DEFAULT_PARITY_TEXTS', 'check_onnx_parity', 'clone_model',

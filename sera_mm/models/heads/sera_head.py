@@ -222,7 +222,17 @@ class SERAHead(BaseDecodeHead):
         return fused, text
 
     def dynamic_conv(self, x: Tensor, sentence: Tensor) -> Tensor:
-        """Convolve every sample with its own sentence-generated kernel.
+        """Convolve every sample with its own sentence-generated kernel
+        (k x k, P channels to 1, zero padding k // 2, plus a bias).
+
+        Computed as one batched matrix product and k*k shifted sums: the
+        taps' channel sums ``t[b, j] = sum_p w[b, p, j] x[b, p]`` (B, H, W,
+        k*k), then ``out[b, y, x] = sum_j t[b, y + dy_j - k//2, x + dx_j -
+        k//2, j]`` (zero outside the grid). These are a grouped
+        convolution's sums in another order, but without a batch-sized
+        ``groups``, so an exported graph takes any batch, and with a cheap
+        backward pass (on CPUs the grouped convolution's backward took
+        about 20 ms per batch-32 training step at 40x40).
 
         Args:
             x: (B, P, H, W).
@@ -234,15 +244,20 @@ class SERAHead(BaseDecodeHead):
         b, p, h, w = x.shape
         k = self.kernel_size
         params = self.kernel_gen(sentence)  # (B, P*k*k + 1)
-        weight = params[:, :-1].reshape(b, p, k, k)
-        bias = params[:, -1]
-        out = F.conv2d(
-            x.reshape(1, b * p, h, w),
-            weight,
-            bias=bias,
-            padding=k // 2,
-            groups=b)
-        return out.reshape(b, 1, h, w)
+        weight = params[:, :-1].reshape(b, p, k * k)  # taps (i, j) row-major
+        bias = params[:, -1].reshape(b, 1, 1)
+        # (B, H*W, P) @ (B, P, k*k); a channels-last x is read in place
+        taps = torch.bmm(x.permute(0, 2, 3, 1).reshape(b, h * w, p), weight)
+        taps = taps.reshape(b, h, w, k * k)
+        if k == 1:
+            return (taps[..., 0] + bias).unsqueeze(1)
+        r = k // 2
+        taps = F.pad(taps, (0, 0, r, r, r, r))  # (B, H + 2r, W + 2r, k*k)
+        out = bias
+        for j in range(k * k):
+            i, jj = divmod(j, k)
+            out = out + taps[:, i:i + h, jj:jj + w, j]
+        return out.unsqueeze(1)
 
     def forward(self, inputs: Tuple[Tensor, TextFeatures]) -> Tensor:
         """Args:
