@@ -1,10 +1,10 @@
 # Recipe search for the 15-minute main job: the neck and the head 64
 # channels wide instead of 96 (the head's feed-forward 128 instead of 192),
-# trained for 720 iterations, the main job's training time: in the
+# trained for 720 iterations, the batch-32 job's training time: in the
 # 760-iteration trial (w64_760it.py) an iteration took 0.85 s over the run
-# against about 1.03 s for the main job's, and 720 x 0.85 s is about the
-# main job's 600 x 1.03 s.
-_base_ = '../../sera_mnv2-minilm_synthetic.py'
+# against about 1.03 s for the batch-32 job's, and 720 x 0.85 s is about its
+# 600 x 1.03 s.
+_base_ = './bs32_600it_lr2e-3.py'
 max_iters = 720
 model = dict(
     neck=dict(channels=64),

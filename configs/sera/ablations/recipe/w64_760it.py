@@ -1,13 +1,14 @@
 # Recipe search for the 15-minute main job: the neck and the head 64
 # channels wide instead of 96 (the head's feed-forward 128 instead of 192).
 # Their convolutions cost about (64/96)^2 of before: a batch-32 training
-# step took 0.74x the main job's (0.71-0.78, 6 interleaved pairs:
-# benchmark.py configs/sera/sera_mnv2-minilm_synthetic.py --batch-size 32
-# --runs 6 --warmup 1 --threads 2 --compare-options model.neck.channels=64
-# model.decode_head.channels=64 model.decode_head.ffn_channels=128), so the
-# main job's time trains about 760 iterations instead of 600 (1.27x the
-# images) with a narrower neck and head.
-_base_ = '../../sera_mnv2-minilm_synthetic.py'
+# step took 0.74x the batch-32 job's (0.71-0.78, 6 interleaved pairs:
+#   benchmark.py configs/sera/ablations/recipe/bs32_600it_lr2e-3.py
+#       --batch-size 32 --runs 6 --warmup 1 --threads 2 --compare-options
+#       model.neck.channels=64 model.decode_head.channels=64
+#       model.decode_head.ffn_channels=128),
+# so the batch-32 job's time trains about 760 iterations instead of 600
+# (1.27x the images) with a narrower neck and head.
+_base_ = './bs32_600it_lr2e-3.py'
 max_iters = 760
 model = dict(
     neck=dict(channels=64),
