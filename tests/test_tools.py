@@ -715,9 +715,9 @@ def test_compile_config_key_and_errors():
     reason='the pretrained MiniLM package (install.sh --pretrained) is not '
     'installed')
 @pytest.mark.parametrize('config, checkpoint, least', [
-    ('sera_mnv2-minilm_synthetic.py',
+    ('sera_mnv2-minilm_synthetic_600it.py',
      'sera_mnv2-minilm_synthetic_15min_pet.pth', 40.0),
-    ('sera_mnv2-minilm_synthetic.py', 'sera_mnv2-minilm_synthetic_pet.pth',
+    ('sera_mnv2-minilm_synthetic_2h.py', 'sera_mnv2-minilm_synthetic_pet.pth',
      60.0),
 ])
 def test_published_checkpoints_segment_unseen_scenes(
@@ -728,8 +728,8 @@ def test_published_checkpoints_segment_unseen_scenes(
     training data's: testA mIoU at least ``least`` (the README reports
     44.5 for the 15-minute checkpoint and 66.5 for the published 2-hour
     one on the training seed's testA; these scenes gave 51.2 and 70.7).
-    The published one is the main config's model on a longer schedule, so
-    the main config loads it."""
+    Each is evaluated with the config it was trained with (metafile.yaml's
+    ``Weights``)."""
     root = tmp_path / 'scenes'
     metrics = test_tool.main([
         str(REPO / 'configs' / 'sera' / config),

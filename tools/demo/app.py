@@ -5,7 +5,7 @@ the overlays and ``predictions.json``, the files ``tools/infer.py`` writes).
 
 Example (CPU, the published synthetic checkpoint)::
 
-    python tools/demo/app.py configs/sera/sera_mnv2-minilm_synthetic.py \
+    python tools/demo/app.py configs/sera/sera_mnv2-minilm_synthetic_2h.py \
         checkpoints/sera_mnv2-minilm_synthetic_pet.pth
     # then open http://127.0.0.1:7860
 

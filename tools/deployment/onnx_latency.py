@@ -4,7 +4,7 @@ it came from, measured in one process, alternating the two.
 Example (2 threads, batch 1, 20 timed runs after 3 warm-up runs each)::
 
     python tools/deployment/onnx_latency.py \
-        configs/sera/sera_mnv2-minilm_synthetic.py \
+        configs/sera/sera_mnv2-minilm_synthetic_2h.py \
         checkpoints/sera_mnv2-minilm_synthetic_pet.pth model.onnx \
         --threads 2 --runs 20
 

@@ -4,7 +4,7 @@ tokenizer beside it, and check the export against PyTorch.
 Examples::
 
     python tools/deployment/pytorch2onnx.py \
-        configs/sera/sera_mnv2-minilm_synthetic.py \
+        configs/sera/sera_mnv2-minilm_synthetic_2h.py \
         checkpoints/sera_mnv2-minilm_synthetic_pet.pth --out model.onnx
     python tools/deployment/pytorch2onnx.py CONFIG CKPT --out m.onnx \
         --size 416 --text-len 17 --no-check
