@@ -4,11 +4,8 @@
 # 760-iteration trial (w64_760it.py) an iteration took 0.85 s over the run
 # against about 1.03 s for the batch-32 job's, and 720 x 0.85 s is about its
 # 600 x 1.03 s.
-_base_ = './bs32_600it_lr2e-3.py'
+_base_ = './w64_760it.py'
 max_iters = 720
-model = dict(
-    neck=dict(channels=64),
-    decode_head=dict(channels=64, ffn_channels=128))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0,
          end=25),
