@@ -65,3 +65,45 @@ def test_fingerprints_compare_shape_dtype_and_sums():
         "w (shape/dtype [2, 3] torch.float32 vs [3, 2] torch.float32)"]
     c = dict(a, i=torch.arange(4) + 1)
     assert compare_fingerprints(fa, state_fingerprint(c, c)) == ['i']
+
+
+class _Wide(nn.Module):
+    """Two top-level parts with many numbered modules, as a neck and head."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.neck = nn.ModuleList(nn.Linear(width, width) for _ in range(6))
+        self.head = nn.ModuleList(nn.Linear(width, width) for _ in range(6))
+
+
+def test_mismatch_message_is_bounded_and_names_every_part():
+    from sera_mm.engine.pet_checkpoint import (MAX_KEYS_SHOWN,
+                                               check_state_fits_model)
+    wide, narrow = _Wide(8), _Wide(4)
+    # the right shapes pass
+    check_state_fits_model(narrow, narrow.state_dict(), partial=False)
+    with pytest.raises(CheckpointMismatchError) as info:
+        check_state_fits_model(narrow, wide.state_dict(), partial=False,
+                               source='checkpoint "wide.pth"')
+    message = str(info.value)
+    assert message.startswith('checkpoint "wide.pth" does not fit the model '
+                              '_Wide (is it a checkpoint of another config?)')
+    assert '24 shape mismatches' in message
+    named = [k for k in wide.state_dict() if f'{k}: checkpoint' in message]
+    assert len(named) == MAX_KEYS_SHOWN
+    assert f'({24 - MAX_KEYS_SHOWN} more)' in message
+    # both parts are named, and the modules before keys of the same module
+    assert any(k.startswith('neck.') for k in named)
+    assert any(k.startswith('head.') for k in named)
+    assert len({k.rsplit('.', 1)[0] for k in named}) == MAX_KEYS_SHOWN
+    assert 'head.0.bias: checkpoint (8,) vs model (4,)' in message
+    # few problems: every one named, no count left out
+    state = narrow.state_dict()
+    state['head.0.weight'] = torch.zeros(8, 4)
+    state['extra.bias'] = torch.zeros(1)
+    with pytest.raises(CheckpointMismatchError) as info:
+        check_state_fits_model(narrow, state, partial=False)
+    message = str(info.value)
+    assert '1 keys not in the model: extra.bias' in message
+    assert '1 shape mismatches: head.0.weight: checkpoint (8, 4)' in message
+    assert 'more)' not in message

@@ -359,8 +359,39 @@ def compare_fingerprints(expected: Mapping[str, Sequence[Any]],
 # --------------------------------------------------------------------------
 # Checking and loading
 # --------------------------------------------------------------------------
-def _format_keys(title: str, keys: Sequence[str]) -> str:
-    return f'  - {len(keys)} {title}: ' + ', '.join(keys)
+#: at most this many entries of one kind are named in a mismatch message
+MAX_KEYS_SHOWN = 8
+
+
+def _key_group(entry: str) -> str:
+    """The module an entry belongs to: its key up to the first numeric part
+    ('backbone.adapters.1'), else without its last part ('neck.fuse.gn')."""
+    parts = entry.split(':', 1)[0].split('.')
+    for i, part in enumerate(parts):
+        if part.isdigit():
+            return '.'.join(parts[:i + 1])
+    return '.'.join(parts[:-1])
+
+
+def _format_keys(title: str, keys: Sequence[str],
+                 limit: int = MAX_KEYS_SHOWN) -> str:
+    """One line naming ``keys``; past ``limit``, one entry per top-level
+    module first, then one per module (so the parts with a problem show
+    up), then the count left out."""
+    head = f'  - {len(keys)} {title}: '
+    if len(keys) <= limit:
+        return head + ', '.join(keys)
+    shown: List[str] = []
+    for group_of in (lambda k: k.split('.', 1)[0], _key_group, lambda k: k):
+        seen = {group_of(k) for k in shown}
+        for key in keys:
+            if len(shown) >= limit:
+                break
+            if key not in shown and group_of(key) not in seen:
+                seen.add(group_of(key))
+                shown.append(key)
+    shown.sort()
+    return head + ', '.join(shown) + f', ... ({len(keys) - len(shown)} more)'
 
 
 def check_state_fits_model(model: nn.Module,
@@ -377,8 +408,10 @@ def check_state_fits_model(model: nn.Module,
         source: how the message names the checkpoint (its path).
 
     Raises:
-        CheckpointMismatchError: listing every key the model lacks, every
-            shape mismatch, and every required key the checkpoint lacks.
+        CheckpointMismatchError: naming the keys the model lacks, the
+            shape mismatches and the required keys the checkpoint lacks
+            (each kind counted; past ``MAX_KEYS_SHOWN`` entries, one per
+            module first).
     """
     model = unwrap_model(model)
     model_state = model.state_dict()

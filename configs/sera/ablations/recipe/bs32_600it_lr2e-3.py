@@ -7,10 +7,8 @@
 # on more iterations. It was the main job's recipe until the neck and head
 # were narrowed to 64 channels for 720 iterations (w64_720it.py, now the
 # main config); the batch-32 recipe trials inherit this row.
-_base_ = '../../sera_mnv2-minilm_synthetic_600it.py'
+_base_ = './bs32_400it_lr2e-3.py'
 max_iters = 600
-train_dataloader = dict(batch_size=32)
-optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0,
          end=25),
