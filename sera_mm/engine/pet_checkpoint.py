@@ -23,10 +23,11 @@ plus ``meta['pet']``::
 Loading merges it into a model built with its pretrained weights and is
 strict about what the checkpoint holds: a key the model lacks, a shape
 mismatch, or a trainable parameter of the model that the checkpoint lacks is
-an error that lists every offending key (typically a checkpoint of another
-config). ``base_fingerprint`` detects a model whose frozen weights differ
-from the ones the checkpoint was trained on (other pretrained weights, or
-randomly initialised encoders built with another seed), up to float rounding.
+an error that counts and names the offending keys (typically a checkpoint of
+another config). ``base_fingerprint`` detects a model whose frozen weights
+differ from the ones the checkpoint was trained on (other pretrained weights,
+or randomly initialised encoders built with another seed), up to float
+rounding.
 """
 import hashlib
 import io
@@ -558,7 +559,7 @@ def load_full_checkpoint(model: nn.Module,
 
     Raises:
         FileNotFoundError, CheckpointReadError: see :func:`read_checkpoint`.
-        CheckpointMismatchError: listing every offending key.
+        CheckpointMismatchError: counting and naming the offending keys.
     """
     ckpt, source = _resolve(checkpoint, source)
     state = strip_prefix(ckpt['state_dict'])
