@@ -12,8 +12,8 @@
 # and head make a batch-32 step about 0.74x as long, so 720 iterations train
 # in about the time 600 took at 96 channels
 # (ablations/recipe/bs32_600it_lr2e-3.py, the previous main job): over 5
-# seeds val mIoU 52.65 +- 1.09 against 51.03 +- 0.53, paired +1.62 [+0.42, +2.82]
-# (docs/ablations/recipe_15min_w64_5seeds/).
+# seeds val mIoU 52.65 +- 1.09 against 51.03 +- 0.53, paired +1.62
+# [+0.42, +2.82] (docs/ablations/recipe_15min_w64_5seeds/).
 _base_ = './sera_mnv2-minilm_synthetic_600it.py'
 max_iters = 720
 model = dict(
