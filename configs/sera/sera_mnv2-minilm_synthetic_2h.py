@@ -1,4 +1,5 @@
-# The main synthetic model with a longer schedule: 12x the iterations of
+# The 600-iteration job's model (neck and head 96 wide) with a longer
+# schedule: 12x the iterations of
 # sera_mnv2-minilm_synthetic_600it.py (about
 # 2 hours on a 2-core CPU at ~1 s per iteration of 16 images), validation
 # every 1,200 iterations.

@@ -1,4 +1,4 @@
-# The main synthetic job with its exact speed-ups (channels-last image
+# The 600-iteration synthetic job with its exact speed-ups (channels-last image
 # path, frozen-prefix cache). sera_mnv2-minilm_synthetic_600it.py has them
 # by default now, so this config equals it; it stays for the recorded runs
 # of the performance page (docs/benchmark/main_fast_run), which name it.

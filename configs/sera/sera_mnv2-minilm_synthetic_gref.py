@@ -1,4 +1,4 @@
-# The main job on the generalised synthetic benchmark: the model and
+# The 600-iteration job on the generalised synthetic benchmark: the model and
 # 600-iteration schedule of sera_mnv2-minilm_synthetic_600it.py (MobileNetV2
 # + all-MiniLM-L6-v2, about 15 minutes on a 2-core CPU) on multi-target and no-target
 # expressions, with a no-target head, a Dice loss defined on empty masks and

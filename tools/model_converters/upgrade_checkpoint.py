@@ -4,7 +4,7 @@
 Example::
 
     python tools/model_converters/upgrade_checkpoint.py \
-        configs/sera/sera_mnv2-minilm_synthetic.py old_pet.pth new_pet.pth
+        configs/sera/sera_mnv2-minilm_synthetic_600it.py old_pet.pth new_pet.pth
 
 The model of CONFIG is built with its pretrained weights (a PET format-1
 checkpoint's digest of the frozen weights is checked against them), the

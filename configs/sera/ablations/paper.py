@@ -1,8 +1,9 @@
 # Ablation row "paper": NOT the paper's model (that is DETRIS-based, see
 # projects/detris_sera), but the paper's experts inside SERA-MM's model.
 # The SERA paper's own expert design (arXiv
-# 2603.12538) in place of SERA-MM's, on the main synthetic job (same
-# MobileNetV2 + MiniLM encoders, schedule, seed and data). The backbone
+# 2603.12538) in place of SERA-MM's, on the 600-iteration synthetic job
+# (sera_mnv2-minilm_synthetic_600it.py: same MobileNetV2 + MiniLM encoders,
+# schedule, seed and data). The backbone
 # adapters are SERAPaperAdapter (G_rich + routed spatial/boundary experts
 # with a visual-only router); the SERA-Fusion neck runs the paper's four
 # residual experts, mixed without an extra residual, under a visual-only
