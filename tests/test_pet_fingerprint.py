@@ -107,3 +107,12 @@ def test_mismatch_message_is_bounded_and_names_every_part():
     assert '1 keys not in the model: extra.bias' in message
     assert '1 shape mismatches: head.0.weight: checkpoint (8, 4)' in message
     assert 'more)' not in message
+    # many entries of one module: the first ones in order fill the list
+    state = dict(narrow.state_dict(),
+                 **{f'extra.w{i}': torch.zeros(1) for i in range(10)})
+    with pytest.raises(CheckpointMismatchError) as info:
+        check_state_fits_model(narrow, state, partial=False)
+    message = str(info.value)
+    assert '10 keys not in the model: ' + ', '.join(
+        f'extra.w{i}' for i in range(MAX_KEYS_SHOWN)) + (
+            f', ... ({10 - MAX_KEYS_SHOWN} more)') in message

@@ -364,6 +364,12 @@ def compare_fingerprints(expected: Mapping[str, Sequence[Any]],
 MAX_KEYS_SHOWN = 8
 
 
+def _top_module(entry: str) -> str:
+    """The top-level module of an entry ('neck' for 'neck.fuse.gn.bias' or
+    'neck.fuse.gn.bias: checkpoint (96,) vs model (64,)')."""
+    return entry.split(':', 1)[0].split('.', 1)[0]
+
+
 def _key_group(entry: str) -> str:
     """The module an entry belongs to: its key up to the first numeric part
     ('backbone.adapters.1'), else without its last part ('neck.fuse.gn')."""
@@ -378,19 +384,19 @@ def _format_keys(title: str, keys: Sequence[str],
                  limit: int = MAX_KEYS_SHOWN) -> str:
     """One line naming ``keys``; past ``limit``, one entry per top-level
     module first, then one per module (so the parts with a problem show
-    up), then the count left out."""
+    up), then the next entries in order, and the count left out."""
     head = f'  - {len(keys)} {title}: '
     if len(keys) <= limit:
         return head + ', '.join(keys)
     shown: List[str] = []
-    for group_of in (lambda k: k.split('.', 1)[0], _key_group, lambda k: k):
+    for group_of in (_top_module, _key_group):
         seen = {group_of(k) for k in shown}
         for key in keys:
-            if len(shown) >= limit:
-                break
-            if key not in shown and group_of(key) not in seen:
+            if len(shown) < limit and key not in shown and (
+                    group_of(key) not in seen):
                 seen.add(group_of(key))
                 shown.append(key)
+    shown += [k for k in keys if k not in shown][:limit - len(shown)]
     shown.sort()
     return head + ', '.join(shown) + f', ... ({len(keys) - len(shown)} more)'
 
