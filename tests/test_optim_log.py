@@ -1,11 +1,14 @@
 """The optimizer constructor's per-parameter log records stay off the
-console (and in the log file), replaced by one summary line."""
+console (and in the log file), replaced by one summary line; the constructor merges parameter groups with equal
+options."""
+import copy
 import io
 import logging
 import re
 from itertools import count
 
 import pytest
+import torch
 import torch.nn as nn
 
 from mmengine.config import Config  # noqa: E402
@@ -14,7 +17,8 @@ from mmengine.optim import build_optim_wrapper  # noqa: E402
 
 from sera_mm.engine.optim_wrappers import (  # noqa: E402
     PerParameterRecordFilter, SummaryOptimWrapperConstructor,
-    per_parameter_records_off_console, use_summary_constructor)
+    merge_param_groups, per_parameter_records_off_console,
+    use_summary_constructor)
 from sera_mm.utils import register_all_modules  # noqa: E402
 
 register_all_modules()
@@ -108,9 +112,13 @@ def test_constructor_logs_a_summary_and_keeps_details_in_the_file(tmp_path):
     # the filter is gone afterwards
     assert not any(isinstance(f, PerParameterRecordFilter)
                    for h in logger.handlers for f in h.filters)
-    # the optimizer is what the default constructor builds
-    lrs = sorted(g['lr'] for g in wrapper.optimizer.param_groups)
-    assert lrs == pytest.approx([1e-4, 1e-4] + [1e-3] * 4)
+    # the optimizer is what the default constructor builds, with the
+    # groups of equal options merged (6 tensors, 3 option sets)
+    lrs = sorted((g['lr'], len(g['params']))
+                 for g in wrapper.optimizer.param_groups)
+    assert lrs == [(pytest.approx(1e-4), 2), (pytest.approx(1e-3), 2),
+                   (pytest.approx(1e-3), 2)]
+    assert '6 parameter groups merged into 3 (equal options)' in line
 
 
 def test_context_filters_console_only(tmp_path):
@@ -187,3 +195,90 @@ def test_summary_names_where_the_details_went(tmp_path):
                paramwise_cfg=dict(custom_keys={'neck': dict(lr_mult=0.1)}))
     build_optim_wrapper(_Model(), cfg)
     assert 'per-parameter lines in the log file only)' in console.getvalue()
+
+
+def _adamw_cfg(merge=True, foreach=None):
+    cfg = dict(
+        constructor='SummaryOptimWrapperConstructor',
+        optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.05,
+                       foreach=foreach),
+        paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
+                           custom_keys={'neck': dict(lr_mult=0.1)}))
+    if not merge:
+        cfg['merge_param_groups'] = False
+    return cfg
+
+
+def _options_of(optimizer):
+    return {id(p): {k: v for k, v in g.items() if k != 'params'}
+            for g in optimizer.param_groups for p in g['params']}
+
+
+@pytest.mark.parametrize('foreach', [False, True])
+def test_merged_groups_give_every_tensor_its_options_and_the_same_steps(
+        foreach):
+    torch.manual_seed(0)
+    model = _Model()
+    twin = copy.deepcopy(model)
+    merged = build_optim_wrapper(model, _adamw_cfg(True, foreach))
+    plain = build_optim_wrapper(twin, _adamw_cfg(False, foreach))
+    # mmengine: one group per trainable tensor; merged: one per option set
+    assert len(plain.optimizer.param_groups) == 6
+    assert len(merged.optimizer.param_groups) == 3
+    names = {id(p): n for n, p in model.named_parameters()}
+    twin_names = {id(p): n for n, p in twin.named_parameters()}
+    by_name = {names[i]: o for i, o in _options_of(merged.optimizer).items()}
+    twin_by_name = {twin_names[i]: o
+                    for i, o in _options_of(plain.optimizer).items()}
+    assert by_name == twin_by_name
+    assert by_name['neck.weight']['lr'] == pytest.approx(1e-3)
+    assert by_name['head.0.weight']['weight_decay'] == 0.05
+    assert by_name['head.1.weight']['weight_decay'] == 0.0
+    x = torch.randn(5, 4)
+    for _ in range(3):
+        for m, w in ((model, merged), (twin, plain)):
+            loss = m.head(m.neck(m.backbone(x))).square().mean()
+            w.update_params(loss)
+    for (n, a), (_, b) in zip(model.named_parameters(),
+                              twin.named_parameters()):
+        assert torch.equal(a, b), n
+
+
+def test_merged_state_round_trips_and_unmerged_state_is_refused():
+    torch.manual_seed(0)
+    model = _Model()
+    merged = build_optim_wrapper(model, _adamw_cfg())
+    plain = build_optim_wrapper(copy.deepcopy(model), _adamw_cfg(False))
+    x = torch.randn(5, 4)
+    merged.update_params(model.head(model.neck(x)).square().mean())
+    saved = copy.deepcopy(merged.state_dict())
+    again = build_optim_wrapper(model, _adamw_cfg())
+    again.load_state_dict(saved)
+    assert len(again.optimizer.state) == 6
+    # a run saved with one group per tensor (before the merge): refused
+    # with the way to resume it, and the optimizer is left as it was
+    old = plain.state_dict()
+    with pytest.raises(ValueError, match='merge_param_groups=False'):
+        again.load_state_dict(old)
+    assert len(again.optimizer.param_groups) == 3
+    unmerged = build_optim_wrapper(model, _adamw_cfg(False))
+    unmerged.load_state_dict(old)
+    assert len(unmerged.optimizer.param_groups) == 6
+
+
+def test_merge_option_is_checked_and_a_stepped_optimizer_refused():
+    with pytest.raises(TypeError, match='merge_param_groups'):
+        build_optim_wrapper(_Model(), dict(_adamw_cfg(),
+                                           merge_param_groups='yes'))
+    model = _Model()
+    opt = torch.optim.SGD([dict(params=[model.neck.weight]),
+                           dict(params=[model.neck.bias])], lr=0.1,
+                          momentum=0.9)
+    model.neck(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    with pytest.raises(ValueError, match='not stepped'):
+        merge_param_groups(opt)
+    fresh = torch.optim.SGD([dict(params=[model.neck.weight]),
+                             dict(params=[model.neck.bias], lr=0.5)], lr=0.1)
+    assert merge_param_groups(fresh) == 2
+    assert [len(g['params']) for g in fresh.param_groups] == [1, 1]

@@ -90,3 +90,43 @@ def test_refuses_blocks_that_are_not_frozen_or_feed_adapters():
         MobileNetV2Backbone(out_indices=(6, 13), adapter=ADAPTER,
                             adapter_indices=(4, ), text_channels=6,
                             frozen_stages=7, prefix_cache=8)
+
+
+def test_tensor_key_reads_channels_last_samples_in_place():
+    torch.manual_seed(0)
+    batch = torch.randn(2, 3, 5, 4)
+    nhwc = batch.contiguous(memory_format=torch.channels_last)
+    # the same sample in the same layout: the same key, also from a copy
+    assert tensor_key(nhwc[0]) == tensor_key(nhwc.clone(
+        memory_format=torch.channels_last)[0])
+    # one value changed in one channel: another key
+    changed = nhwc.clone(memory_format=torch.channels_last)
+    changed[0, 2, 4, 3] += 1e-3
+    assert tensor_key(changed[0]) != tensor_key(nhwc[0])
+    assert tensor_key(nhwc[0]) != tensor_key(nhwc[1])
+    # another layout of the same values is another key (never a hit on
+    # another sample); a strided view that is no layout is copied first
+    assert tensor_key(nhwc[0]) != tensor_key(batch[0])
+    view = batch[0, :, ::2]
+    assert tensor_key(view) == tensor_key(view.contiguous())
+    # every dtype is hashed as raw bytes, bfloat16 included
+    bf = batch[0].bfloat16()
+    assert tensor_key(bf) != tensor_key(batch[0])
+    assert len(tensor_key(bf)) == 16
+    assert tensor_key(torch.empty(0, 3)) != tensor_key(torch.empty(3, 0))
+
+
+def test_cache_serves_channels_last_batches_by_value():
+    cache = FrozenPrefixCache(8)
+    calls = []
+
+    def fn(t):
+        calls.append(t.shape[0])
+        return t.mean(dim=(2, 3))
+
+    torch.manual_seed(1)
+    x = torch.randn(3, 3, 6, 6).contiguous(memory_format=torch.channels_last)
+    first = cache(x, fn)
+    again = cache(x.clone(memory_format=torch.channels_last)[[2, 0]], fn)
+    assert calls == [3]
+    assert torch.equal(again, first[[2, 0]])

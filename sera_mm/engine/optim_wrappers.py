@@ -14,12 +14,22 @@ model with frozen encoders. :class:`SummaryOptimWrapperConstructor` (what
 ``tools/train.py`` uses unless the config names a constructor) keeps those
 records out of the console, leaves them in the log file, and logs one
 summary line instead.
+
+Fewer parameter groups: with a ``paramwise_cfg`` mmengine's constructor
+gives every trainable tensor a parameter group of its own (360 groups for
+the synthetic main job's norms, biases, adapters, neck and head). The
+optimizer then runs its update once per group, so the multi-tensor
+(``foreach``) and ``fused`` kernels see one tensor at a time.
+:class:`SummaryOptimWrapperConstructor` merges groups whose options are all
+equal (:func:`merge_param_groups`): every tensor keeps its learning rate,
+weight decay and other options, and each update computes the same values;
+only the number of groups changes.
 """
 import logging
 import re
 from collections import Counter
 from contextlib import contextmanager
-from typing import Iterator, List, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 from mmengine.logging import MMLogger, print_log
@@ -150,16 +160,85 @@ def param_group_summary(model: nn.Module,
     return line
 
 
+def _group_options_key(group: Dict[str, Any]) -> Tuple:
+    return tuple((k, repr(v)) for k, v in sorted(group.items())
+                 if k != 'params')
+
+
+def merge_param_groups(optimizer: torch.optim.Optimizer) -> int:
+    """Merge the parameter groups of a freshly built ``optimizer`` whose
+    options (every key but ``params``) are equal, in place, and return the
+    number of groups before.
+
+    A merged group holds its members' tensors in their original order and
+    sits where its first member was. The optimizer must not have stepped
+    yet (its state must be empty).
+
+    Loading a state dict saved with the groups unmerged (one per tensor,
+    before this was done) raises a ``ValueError`` that says how to resume
+    such a run: with ``optim_wrapper.merge_param_groups=False``.
+    """
+    if optimizer.state:
+        raise ValueError('merge_param_groups needs an optimizer that has not '
+                         'stepped yet (its state is not empty)')
+    before = len(optimizer.param_groups)
+    merged: List[Dict[str, Any]] = []
+    where: Dict[Tuple, int] = {}
+    for group in optimizer.param_groups:
+        key = _group_options_key(group)
+        if key in where:
+            merged[where[key]]['params'].extend(group['params'])
+        else:
+            where[key] = len(merged)
+            merged.append(dict(group, params=list(group['params'])))
+    if len(merged) == before:
+        return before
+    optimizer.param_groups[:] = merged
+    after = len(merged)
+
+    def refuse_unmerged_state(opt, state_dict):
+        saved = state_dict.get('param_groups', [])
+        if len(saved) == before and before != after:
+            raise ValueError(
+                f'the optimizer state to load has {before} parameter groups '
+                f'(saved before groups with equal options were merged); '
+                f'this optimizer has {after}. Resume that run with '
+                f'--cfg-options optim_wrapper.merge_param_groups=False')
+        return None
+
+    optimizer.register_load_state_dict_pre_hook(refuse_unmerged_state)
+    return before
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class SummaryOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """mmengine's default constructor, with its per-parameter log records
-    kept off the console (still in the log file) and one INFO summary line
-    (:func:`param_group_summary`) after the optimizer is built.
+    kept off the console (still in the log file), parameter groups with
+    equal options merged (:func:`merge_param_groups`) and one INFO summary
+    line (:func:`param_group_summary`) after the optimizer is built.
 
     Select it with ``optim_wrapper=dict(constructor=
     'SummaryOptimWrapperConstructor', ...)``; ``tools/train.py`` does so
-    when the config names no constructor.
+    when the config names no constructor. ``optim_wrapper.
+    merge_param_groups=False`` keeps mmengine's groups (one per tensor with
+    a ``paramwise_cfg``), as a run started before the merge needs when it
+    resumes.
+
+    Args:
+        optim_wrapper_cfg: the ``optim_wrapper`` config, optionally with
+            ``merge_param_groups`` (bool, default True).
+        paramwise_cfg: mmengine's ``paramwise_cfg``.
     """
+
+    def __init__(self, optim_wrapper_cfg: dict,
+                 paramwise_cfg: Optional[dict] = None) -> None:
+        optim_wrapper_cfg = dict(optim_wrapper_cfg)
+        merge = optim_wrapper_cfg.pop('merge_param_groups', True)
+        if not isinstance(merge, bool):
+            raise TypeError('optim_wrapper.merge_param_groups must be True or'
+                            f' False, got {merge!r}')
+        self.merge_param_groups = merge
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
         logger = MMLogger.get_current_instance()
@@ -168,7 +247,12 @@ class SummaryOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         module = model.module if hasattr(model, 'module') else model
         optimizer = getattr(wrapper, 'optimizer', None)
         if isinstance(optimizer, torch.optim.Optimizer):
+            before = (merge_param_groups(optimizer)
+                      if self.merge_param_groups else None)
             line = param_group_summary(module, optimizer)
+            if before is not None and before != len(optimizer.param_groups):
+                line += (f'; {before} parameter groups merged into '
+                         f'{len(optimizer.param_groups)} (equal options)')
             if record_filter.dropped:
                 to_file = any(isinstance(h, logging.FileHandler)
                               for h in logger.handlers)
@@ -193,6 +277,6 @@ def use_summary_constructor(cfg) -> bool:
 
 __all__: List[str] = [
     'CPUAmpOptimWrapper', 'SummaryOptimWrapperConstructor',
-    'PerParameterRecordFilter', 'per_parameter_records_off_console',
+    'merge_param_groups', 'PerParameterRecordFilter', 'per_parameter_records_off_console',
     'param_group_summary', 'use_summary_constructor'
 ]

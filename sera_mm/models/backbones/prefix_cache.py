@@ -6,9 +6,10 @@ parameter, BatchNorm in eval mode, no dropout, no adapter among them), their
 output depends only on the input image. Datasets without photometric
 augmentation (the synthetic benchmark) show every training image many
 times, so that output can be computed once per image and reused. The key is
-a 128-bit BLAKE2b digest of the sample's input tensor (its bytes, dtype and
-shape): any change of the pixels (augmentation, a flip, another letterbox)
-is a different key, so the cache never serves features of another input.
+128 bits of the SHA-256 digest of the sample's input tensor (its bytes,
+dtype, shape and memory layout): any change of the pixels (augmentation, a
+flip, another letterbox) is a different key, so the cache never serves
+features of another input.
 """
 import hashlib
 from collections import OrderedDict
@@ -19,11 +20,30 @@ from torch import Tensor
 
 
 def tensor_key(x: Tensor) -> bytes:
-    """BLAKE2b-128 digest of one sample's values, dtype and shape."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str((tuple(x.shape), str(x.dtype))).encode())
-    h.update(x.detach().contiguous().cpu().numpy().tobytes())
-    return h.digest()
+    """128-bit key of one sample: the first 16 bytes of the SHA-256 digest
+    of its shape, dtype, memory layout and the bytes of its values.
+
+    The values are hashed where they lie, without a copy: a sample of a
+    channels-last batch (C, H, W) is contiguous in (H, W, C) order and is
+    read in that order (its layout is part of the key, so the same values
+    in another layout are another key, never another sample's entry).
+    Any other non-contiguous sample is made contiguous first. Every dtype
+    is read as raw bytes (bfloat16 included).
+    """
+    x = x.detach()
+    if x.device.type != 'cpu':
+        x = x.cpu()
+    layout = 'contiguous'
+    if not x.is_contiguous():
+        if x.dim() == 3 and x.permute(1, 2, 0).is_contiguous():
+            x, layout = x.permute(1, 2, 0), 'channels_last'
+        else:
+            x = x.contiguous()
+    h = hashlib.sha256(
+        repr((tuple(x.shape), str(x.dtype), layout)).encode())
+    if x.numel():
+        h.update(x.reshape(-1).view(torch.uint8).numpy())
+    return h.digest()[:16]
 
 
 class FrozenPrefixCache:
