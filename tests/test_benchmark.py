@@ -538,8 +538,10 @@ def test_compare_amp_channels_last_compile_change_only_b(
 
     class Recording(real_steps):
         def __init__(self, model, device='cpu', amp=False,
-                     channels_last=False, compile=False):
-            super().__init__(model, device, amp, channels_last)
+                     channels_last=False, compile=False,
+                     optim_wrapper=None):
+            super().__init__(model, device, amp, channels_last,
+                             optim_wrapper=optim_wrapper)
             seen.append((amp, channels_last, compile))
 
     monkeypatch.setattr(bench_run, 'StepBuilder', Recording)
@@ -555,6 +557,41 @@ def test_compare_amp_channels_last_compile_change_only_b(
     assert result['compare']['first'] is None  # no warm-up call
     md = (out / 'compare.md').read_text()
     assert '+ autocast + channels-last + torch.compile' in md
+
+
+def test_training_steps_update_through_the_configs_optimizer(
+        tmp_path, monkeypatch):
+    """The training step builds the optimizer as training does (the
+    config's optim_wrapper through the summary constructor: groups with
+    equal options merged); --compare-options can change it for b only."""
+    built = []
+    real_steps = subjects.StepBuilder
+
+    class Recording(real_steps):
+        def optimizer(self):
+            optimizer, update = super().optimizer()
+            built.append(len(optimizer.param_groups))
+            return optimizer, update
+
+    monkeypatch.setattr(bench_run, 'StepBuilder', Recording)
+    tool = _load_tool()
+    cfg = Config.fromfile(TINY)
+    tool.main([
+        TINY, '--cfg-options', 'optim_wrapper.paramwise_cfg.norm_decay_mult=0.',
+        '--compare-options', 'optim_wrapper.merge_param_groups=False',
+        '--runs', '2', '--warmup', '0', '--batch-size', '2', '--threads',
+        '1', '--isolation', 'none', '--input-size', '64', '--out-dir',
+        str(tmp_path / 'cmp')])
+    merged, per_tensor = built
+    # mmengine's paramwise_cfg: one group per tensor; merged: one per
+    # option set (norms without decay, the rest with it)
+    assert merged == 2
+    model = subjects.build_subject(cfg.model.to_dict(), "sera")
+    trainable = sum(1 for p in model.parameters() if p.requires_grad)
+    assert per_tensor == trainable
+    # the bare encoders' stand-in: one plain AdamW group
+    plain, _ = subjects.StepBuilder(model).optimizer()
+    assert len(plain.param_groups) == 1
 
 
 def test_project_config_modules_are_imported_for_the_benchmark():

@@ -6,8 +6,10 @@ download). Every figure is measured for two subjects on the same
 synthetic input: the whole segmentor (``'sera'``) and the text encoder +
 backbone with its adapters removed (``'bare'``). Figures: inference
 latency (median of ``runs`` after ``warmup`` runs), throughput (images/s),
-one training step (forward loss, backward, AdamW on the trainable
-parameters), peak memory, FLOPs (mmengine's analyser; one multiply-add
+one training step (forward loss, backward and the config's optimizer
+wrapper as training builds it, with its parameter groups and clipping;
+the bare encoders' stand-in: a plain AdamW on the trainable parameters),
+peak memory, FLOPs (mmengine's analyser; one multiply-add
 counts as one FLOP) and parameter counts.
 
 Modules:

@@ -5,8 +5,8 @@ The model is built with random weights of the configured geometry. The same
 synthetic inputs (uint8 letterboxed images, varied expressions) go through
 the whole segmentor ('SERA') and through the text encoder + backbone with
 adapters removed ('bare encoders'). Figures: latency at batch 1, throughput
-at ``--throughput-batch``, one training step (loss, backward, AdamW) at
-``--batch-size``, peak memory increase of each, FLOPs at batch 1 and
+at ``--throughput-batch``, one training step (loss, backward and the
+config's optimizer wrapper as training builds it) at ``--batch-size``, peak memory increase of each, FLOPs at batch 1 and
 parameter counts, each with its SERA / bare ratio. The latency of both is
 also timed in alternation in one process (``interleaved runs``), whose
 ratio does not drift with the machine's speed. Each ``--sweep`` varies
@@ -23,7 +23,7 @@ import argparse
 import logging
 import os
 import os.path as osp
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from . import run as run_mod
 from .plan import (config_imports, config_size, import_config_modules,
@@ -131,6 +131,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def optim_wrapper_of(cfg) -> Optional[Dict[str, Any]]:
+    """The config's ``optim_wrapper`` as a plain dict (what the training
+    steps update through), or None when it has none."""
+    optim = cfg.get('optim_wrapper') if cfg is not None else None
+    return optim.to_dict() if hasattr(optim, 'to_dict') else (
+        dict(optim) if optim else None)
+
+
 def compare(args: argparse.Namespace, cfg_model: Dict[str, Any], size: int,
             base: Dict[str, Any], out_dir: str,
             other=None) -> Dict[str, Any]:
@@ -161,6 +169,7 @@ def compare(args: argparse.Namespace, cfg_model: Dict[str, Any], size: int,
     spec = dict(base, kind=args.compare_kind, train_batch=args.batch_size,
                 latency_batch=1, vary=args.compare_vary, b_amp=b_amp,
                 b_channels_last=b_cl, b_compile=args.compare_compile,
+                b_optim_wrapper=optim_wrapper_of(other),
                 cfg_models=dict(a=cfg_model, b=set_input_size(
                     other.model.to_dict(), size)))
     fn = run_mod.measure_compare
@@ -190,7 +199,8 @@ def profile(args: argparse.Namespace, cfg_model: Dict[str, Any], size: int,
     import torch
     device = run_mod.setup_process(base)
     runner = StepBuilder(build_subject(cfg_model, 'sera', device), device,
-                         args.amp, args.channels_last)
+                         args.amp, args.channels_last,
+                         optim_wrapper=base.get('optim_wrapper'))
     result = profile_train_step(runner, args.batch_size, size, args.runs,
                                 args.warmup)
     setup = (f'device {device}, threads {args.threads}, input '
@@ -254,7 +264,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 malloc=malloc,
                 channels_last=args.channels_last, size=size,
                 runs=args.runs, warmup=args.warmup,
-                imports=config_imports(*cfgs))
+                imports=config_imports(*cfgs),
+                optim_wrapper=optim_wrapper_of(cfg))
     import_config_modules(base['imports'])
     if (args.compare_options or args.compare_config or args.compare_amp
             or args.compare_channels_last or args.compare_compile):

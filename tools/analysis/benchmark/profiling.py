@@ -111,8 +111,7 @@ def profile_train_step(runner: StepBuilder, batch: int, size: int, runs: int,
     import statistics
     check_runs(runs, warmup)
     model = runner.model
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-2)
+    optimizer, _ = runner.optimizer()
     data = runner.prepare(batch, size, training=True)
     timer = _PartTimer(profile_parts(model), runner.sync)
     rows: Dict[str, List[float]] = {}

@@ -39,7 +39,9 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     ``channels_last``, ``size``, ``latency_batch``, ``throughput_batch``
     (0 = skip), ``train_batch`` (0 = skip), ``runs``, ``warmup``,
     ``flops`` (bool), ``params`` (bool), ``memory_steps`` (0 = skip; see
-    :func:`memory_over_steps`).
+    :func:`memory_over_steps`), ``optim_wrapper`` (the config's optimizer
+    wrapper that SERA's training step updates through; None: a plain
+    AdamW).
 
     Returns a dict of figures (seconds, bytes, counts) with keys
     ``latency_s``, ``latency_mem``, ``throughput_ips``, ``throughput_mem``,
@@ -50,8 +52,11 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     device = setup_process(spec)
     dtype = torch.device(device).type
     model = build_subject(spec['cfg_model'], spec['subject'], device)
-    runner = StepBuilder(model, device, bool(spec.get('amp')),
-                    bool(spec.get('channels_last')))
+    runner = StepBuilder(
+        model, device, bool(spec.get('amp')),
+        bool(spec.get('channels_last')),
+        optim_wrapper=(spec.get('optim_wrapper')
+                       if spec['subject'] == 'sera' else None))
     size, runs, warmup = spec['size'], spec['runs'], spec['warmup']
     out: Dict[str, Any] = dict(subject=spec['subject'])
     gc.collect()
@@ -136,7 +141,9 @@ def measure_compare(spec: Dict[str, Any]) -> Dict[str, Any]:
     ``'infer'``: inference at ``latency_batch``), ``size``, ``runs``,
     ``warmup``, ``device``, ``threads``, ``amp``, ``channels_last``
     (``b_amp`` / ``b_channels_last`` / ``b_compile``: b's own, default
-    a's; ``compile`` defaults to False); with
+    a's; ``compile`` defaults to False), ``optim_wrapper`` /
+    ``b_optim_wrapper`` (the configs' optimizer wrappers the training steps
+    update through; None: a plain AdamW); with
     ``vary`` every training step uses a new batch (so per-image caches see
     real traffic) instead of one batch repeated.
 
@@ -163,10 +170,13 @@ def measure_compare(spec: Dict[str, Any]) -> Dict[str, Any]:
                    b=(bool(spec.get('b_amp', amp)),
                       bool(spec.get('b_channels_last', cl)),
                       bool(spec.get('b_compile', comp))))
+    optim = dict(a=spec.get('optim_wrapper'),
+                 b=spec.get('b_optim_wrapper', spec.get('optim_wrapper')))
     steps = {}
     for key in ('a', 'b'):
         runner = StepBuilder(build_subject(spec['cfg_models'][key], 'sera',
-                                      device), device, *formats[key])
+                                           device), device, *formats[key],
+                             optim_wrapper=optim[key])
         if kind == 'train':
             steps[key] = runner.train_step(int(spec['train_batch']),
                                            spec['size'],

@@ -10,8 +10,9 @@ Both are built with random weights of the configured geometry (no
 download). :class:`StepBuilder` turns a subject into closures that run one
 inference or one training step on synthetic batches.
 """
+import copy
 from contextlib import nullcontext
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -116,6 +117,12 @@ class StepBuilder:
         compile: run the segmentor's ``loss`` / ``predict`` (the bare
             encoders' ``forward``) through ``torch.compile`` (default
             options); the first call compiles.
+        optim_wrapper: the config's ``optim_wrapper`` (plain dict): the
+            training step then updates through the optimizer training
+            builds (the constructor ``tools/train.py`` uses unless the
+            config names one: parameter groups, gradient clipping, the
+            optimizer's options). None: a plain AdamW over every trainable
+            tensor (one group, no clipping; the bare encoders' stand-in).
     """
 
     def __init__(self,
@@ -123,8 +130,10 @@ class StepBuilder:
                  device: str = 'cpu',
                  amp: bool = False,
                  channels_last: bool = False,
-                 compile: bool = False) -> None:
+                 compile: bool = False,
+                 optim_wrapper: Optional[dict] = None) -> None:
         self.model = model
+        self.optim_wrapper = optim_wrapper
         self.device = device
         self.device_type = torch.device(device).type
         self.amp = amp
@@ -136,6 +145,26 @@ class StepBuilder:
             from sera_mm.engine.launch_utils import compile_model_methods
             compile_model_methods(
                 model, ('forward', ) if self.bare else ('loss', 'predict'))
+
+    def optimizer(self) -> Tuple[torch.optim.Optimizer,
+                                 Callable[[torch.Tensor], None]]:
+        """A fresh optimizer for the trainable parameters and the update
+        that applies it to a loss (backward, clipping if configured,
+        step)."""
+        if self.optim_wrapper is None:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-2)
+
+            def update(loss: torch.Tensor) -> None:
+                loss.backward()
+                optimizer.step()
+
+            return optimizer, update
+        from mmengine.optim import build_optim_wrapper
+        cfg = copy.deepcopy(dict(self.optim_wrapper))
+        cfg.setdefault('constructor', 'sera_mm.SummaryOptimWrapperConstructor')
+        wrapper = build_optim_wrapper(self.model, cfg)
+        return wrapper.optimizer, wrapper.update_params
 
     def autocast(self):
         if not self.amp:
@@ -191,10 +220,9 @@ class StepBuilder:
                 and expressions, as in real training) instead of the same
                 one.
         """
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if not params:
+        if not any(p.requires_grad for p in self.model.parameters()):
             return None
-        optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-2)
+        optimizer, update = self.optimizer()
         data = self.prepare(batch, size, training=True)
         model = self.model
         calls = [0]
@@ -221,8 +249,7 @@ class StepBuilder:
                     losses = model.loss(data['inputs'], data['data_samples'])
                     loss = sum(v if torch.is_tensor(v) else sum(v)
                                for k, v in losses.items() if 'loss' in k)
-            loss.backward()
-            optimizer.step()
+            update(loss)
             self.sync()
             return float(loss.detach())
 
