@@ -577,7 +577,8 @@ def test_training_steps_update_through_the_configs_optimizer(
     tool = _load_tool()
     cfg = Config.fromfile(TINY)
     tool.main([
-        TINY, '--cfg-options', 'optim_wrapper.paramwise_cfg.norm_decay_mult=0.',
+        TINY,
+        '--cfg-options', 'optim_wrapper.paramwise_cfg.norm_decay_mult=0.',
         '--compare-options', 'optim_wrapper.merge_param_groups=False',
         '--runs', '2', '--warmup', '0', '--batch-size', '2', '--threads',
         '1', '--isolation', 'none', '--input-size', '64', '--out-dir',

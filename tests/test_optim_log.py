@@ -1,6 +1,6 @@
 """The optimizer constructor's per-parameter log records stay off the
-console (and in the log file), replaced by one summary line; the constructor merges parameter groups with equal
-options."""
+console (and in the log file), replaced by one summary line; the
+constructor merges parameter groups with equal options."""
 import copy
 import io
 import logging

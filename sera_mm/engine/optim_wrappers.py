@@ -277,6 +277,7 @@ def use_summary_constructor(cfg) -> bool:
 
 __all__: List[str] = [
     'CPUAmpOptimWrapper', 'SummaryOptimWrapperConstructor',
-    'merge_param_groups', 'PerParameterRecordFilter', 'per_parameter_records_off_console',
-    'param_group_summary', 'use_summary_constructor'
+    'merge_param_groups', 'PerParameterRecordFilter',
+    'per_parameter_records_off_console', 'param_group_summary',
+    'use_summary_constructor'
 ]

@@ -6,11 +6,12 @@ synthetic inputs (uint8 letterboxed images, varied expressions) go through
 the whole segmentor ('SERA') and through the text encoder + backbone with
 adapters removed ('bare encoders'). Figures: latency at batch 1, throughput
 at ``--throughput-batch``, one training step (loss, backward and the
-config's optimizer wrapper as training builds it) at ``--batch-size``, peak memory increase of each, FLOPs at batch 1 and
-parameter counts, each with its SERA / bare ratio. The latency of both is
-also timed in alternation in one process (``interleaved runs``), whose
-ratio does not drift with the machine's speed. Each ``--sweep`` varies
-one factor and records SERA's latency, training step and memory per value.
+config's optimizer wrapper as training builds it) at ``--batch-size``,
+peak memory increase of each, FLOPs at batch 1 and parameter counts,
+each with its SERA / bare ratio. The latency of both is also timed in
+alternation in one process (``interleaved runs``), whose ratio does not
+drift with the machine's speed. Each ``--sweep`` varies one factor and
+records SERA's latency, training step and memory per value.
 
 Writes ``benchmark.md``, ``benchmark.csv`` and ``benchmark.png`` to
 ``--out-dir`` (default ``work_dirs/benchmark/<config name>``). ``--profile``
