@@ -282,3 +282,17 @@ def test_merge_option_is_checked_and_a_stepped_optimizer_refused():
                              dict(params=[model.neck.bias], lr=0.5)], lr=0.1)
     assert merge_param_groups(fresh) == 2
     assert [len(g['params']) for g in fresh.param_groups] == [1, 1]
+
+    # an optimizer from outside torch.optim keeps its groups
+    class Outside(torch.optim.SGD):
+        pass
+
+    Outside.__module__ = 'some_package.optim'
+    outside = Outside([dict(params=[model.neck.weight]),
+                       dict(params=[model.neck.bias])], lr=0.1)
+    assert merge_param_groups(outside) == 2
+    assert len(outside.param_groups) == 2
+    same = torch.optim.SGD([dict(params=[model.neck.weight]),
+                            dict(params=[model.neck.bias])], lr=0.1)
+    assert merge_param_groups(same) == 2
+    assert len(same.param_groups) == 1

@@ -109,9 +109,16 @@ def test_tensor_key_reads_channels_last_samples_in_place():
     assert tensor_key(nhwc[0]) != tensor_key(batch[0])
     view = batch[0, :, ::2]
     assert tensor_key(view) == tensor_key(view.contiguous())
-    # every dtype is hashed as raw bytes, bfloat16 included
+    # every dtype is hashed as raw bytes, bfloat16 and bool included
     bf = batch[0].bfloat16()
-    assert tensor_key(bf) != tensor_key(batch[0])
+    bf2 = bf.clone()
+    bf2[1, 2, 3] += 1
+    assert tensor_key(bf) == tensor_key(bf.clone())
+    assert tensor_key(bf2) != tensor_key(bf)
+    mask = batch[0] > 0
+    flipped = mask.clone()
+    flipped[0, 0, 0] = ~flipped[0, 0, 0]
+    assert tensor_key(flipped) != tensor_key(mask)
     assert len(tensor_key(bf)) == 16
     assert tensor_key(torch.empty(0, 3)) != tensor_key(torch.empty(3, 0))
 

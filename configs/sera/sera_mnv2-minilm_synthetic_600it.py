@@ -4,8 +4,8 @@
 # the main job of earlier releases and the base of the ablation rows
 # (configs/sera/ablations/), the projects' synthetic configs and the
 # published checkpoints, whose committed results were measured with it. The
-# main job, sera_mnv2-minilm_synthetic.py, narrows the neck and head to 64
-# channels and trains at batch 32 for 720 iterations.
+# main job, sera_mnv2-minilm_synthetic.py, narrows the neck and head to 48
+# channels and trains at batch 32 for 800 iterations.
 _base_ = [
     '../_base_/models/sera_mnv2_minilm.py',
     '../_base_/datasets/synthetic.py',

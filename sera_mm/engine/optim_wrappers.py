@@ -172,7 +172,9 @@ def merge_param_groups(optimizer: torch.optim.Optimizer) -> int:
 
     A merged group holds its members' tensors in their original order and
     sits where its first member was. The optimizer must not have stepped
-    yet (its state must be empty).
+    yet (its state must be empty). Only optimizers of ``torch.optim`` are
+    merged; others (wrappers such as ``ZeroRedundancyOptimizer`` that keep
+    their own groups) are left as they are.
 
     Loading a state dict saved with the groups unmerged (one per tensor,
     before this was done) raises a ``ValueError`` that says how to resume
@@ -181,6 +183,10 @@ def merge_param_groups(optimizer: torch.optim.Optimizer) -> int:
     if optimizer.state:
         raise ValueError('merge_param_groups needs an optimizer that has not '
                          'stepped yet (its state is not empty)')
+    if not type(optimizer).__module__.startswith('torch.optim'):
+        # wrappers that partition or cache groups at construction (e.g.
+        # ZeroRedundancyOptimizer) keep inner groups matched by index
+        return len(optimizer.param_groups)
     before = len(optimizer.param_groups)
     merged: List[Dict[str, Any]] = []
     where: Dict[Tuple, int] = {}

@@ -23,7 +23,8 @@ def tensor_key(x: Tensor) -> bytes:
     """128-bit key of one sample: the first 16 bytes of the SHA-256 digest
     of its shape, dtype, memory layout and the bytes of its values.
 
-    The values are hashed where they lie, without a copy: a sample of a
+    The values are hashed where they lie, without a copy (a sample on
+    another device is copied to the CPU first): a sample of a
     channels-last batch (C, H, W) is contiguous in (H, W, C) order and is
     read in that order (its layout is part of the key, so the same values
     in another layout are another key, never another sample's entry).

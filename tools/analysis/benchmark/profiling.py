@@ -106,7 +106,9 @@ def profile_train_step(runner: StepBuilder, batch: int, size: int, runs: int,
     their parent's time; ``backbone without adapters`` subtracts them.
     Backward is reported for the whole model only: autograd interleaves
     the parts' backward passes, so a per-part split would need the
-    profiler's op-level attribution.
+    profiler's op-level attribution. The optimizer part is the configured
+    optimizer's step alone (gradient clipping is not timed here; the
+    training step of :meth:`StepBuilder.train_step` includes it).
     """
     import statistics
     check_runs(runs, warmup)
