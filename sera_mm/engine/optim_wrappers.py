@@ -204,7 +204,7 @@ def merge_param_groups(optimizer: torch.optim.Optimizer) -> int:
 
     def refuse_unmerged_state(opt, state_dict):
         saved = state_dict.get('param_groups', [])
-        if len(saved) == before and before != after:
+        if len(saved) == before:
             raise ValueError(
                 f'the optimizer state to load has {before} parameter groups '
                 f'(saved before groups with equal options were merged); '

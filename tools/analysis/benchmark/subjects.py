@@ -161,9 +161,11 @@ class StepBuilder:
 
             return optimizer, update
         from mmengine.optim import build_optim_wrapper
-        cfg = copy.deepcopy(dict(self.optim_wrapper))
-        cfg.setdefault('constructor', 'sera_mm.SummaryOptimWrapperConstructor')
-        wrapper = build_optim_wrapper(self.model, cfg)
+
+        from sera_mm.engine.optim_wrappers import use_summary_constructor
+        cfg = dict(optim_wrapper=copy.deepcopy(dict(self.optim_wrapper)))
+        use_summary_constructor(cfg)  # the constructor tools/train.py uses
+        wrapper = build_optim_wrapper(self.model, cfg['optim_wrapper'])
         return wrapper.optimizer, wrapper.update_params
 
     def autocast(self):
