@@ -264,6 +264,13 @@ def test_merged_state_round_trips_and_unmerged_state_is_refused():
     unmerged = build_optim_wrapper(model, _adamw_cfg(False))
     unmerged.load_state_dict(old)
     assert len(unmerged.optimizer.param_groups) == 6
+    # the other way round: a merged run resumed with the merge turned off
+    # is refused with the way back, and the optimizer is left as it was
+    plain_again = build_optim_wrapper(model, _adamw_cfg(False))
+    with pytest.raises(ValueError, match='merge_param_groups=True'):
+        plain_again.load_state_dict(saved)
+    assert len(plain_again.optimizer.param_groups) == 6
+    assert not plain_again.optimizer.state
 
 
 def test_merge_option_is_checked_and_a_stepped_optimizer_refused():

@@ -216,6 +216,30 @@ def merge_param_groups(optimizer: torch.optim.Optimizer) -> int:
     return before
 
 
+def refuse_merged_state(optimizer: torch.optim.Optimizer) -> None:
+    """Make ``optimizer`` (groups left unmerged) refuse, with a hint, a
+    state dict saved with its groups merged: loading one raises a
+    ``ValueError`` that says to resume with
+    ``optim_wrapper.merge_param_groups=True`` (the default), instead of
+    torch's bare group-count error."""
+    groups = len(optimizer.param_groups)
+    merged = len({_group_options_key(g) for g in optimizer.param_groups})
+    if merged == groups:
+        return
+
+    def refuse(opt, state_dict):
+        if len(state_dict.get('param_groups', [])) == merged:
+            raise ValueError(
+                f'the optimizer state to load has {merged} parameter groups '
+                f'(saved with groups of equal options merged); this '
+                f'optimizer has {groups} (optim_wrapper.merge_param_groups='
+                f'False). Resume that run with the default, --cfg-options '
+                f'optim_wrapper.merge_param_groups=True')
+        return None
+
+    optimizer.register_load_state_dict_pre_hook(refuse)
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class SummaryOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """mmengine's default constructor, with its per-parameter log records
@@ -253,8 +277,11 @@ class SummaryOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         module = model.module if hasattr(model, 'module') else model
         optimizer = getattr(wrapper, 'optimizer', None)
         if isinstance(optimizer, torch.optim.Optimizer):
-            before = (merge_param_groups(optimizer)
-                      if self.merge_param_groups else None)
+            before = None
+            if self.merge_param_groups:
+                before = merge_param_groups(optimizer)
+            elif type(optimizer).__module__.startswith('torch.optim'):
+                refuse_merged_state(optimizer)
             line = param_group_summary(module, optimizer)
             if before is not None and before != len(optimizer.param_groups):
                 line += (f'; {before} parameter groups merged into '
@@ -283,7 +310,7 @@ def use_summary_constructor(cfg) -> bool:
 
 __all__: List[str] = [
     'CPUAmpOptimWrapper', 'SummaryOptimWrapperConstructor',
-    'merge_param_groups', 'PerParameterRecordFilter',
+    'merge_param_groups', 'PerParameterRecordFilter', 'refuse_merged_state',
     'per_parameter_records_off_console', 'param_group_summary',
     'use_summary_constructor'
 ]
