@@ -6,7 +6,7 @@
 # 600 x 1.03 s. Over 5 seeds, paired with bs32_600it_lr2e-3.py: val +1.62
 # [+0.42, +2.82], testB +1.88 [+0.15, +3.62]. It was the main job's recipe
 # until the neck and head were narrowed to 48 channels for 800 iterations
-# (w48_800it.py, now the main config; over the same 5 seeds +0.27 [-1.33,
+# (w48_800it.py; over the same 5 seeds +0.27 [-1.33,
 # +1.87] on val, n.s., in less time).
 _base_ = './bs32_600it_lr2e-3.py'
 max_iters = 720
