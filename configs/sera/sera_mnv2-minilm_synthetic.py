@@ -1,7 +1,8 @@
 # The built-in main job: SERA on the synthetic referring benchmark with real
 # pretrained encoders that install offline from PyPI (ImageNet MobileNetV2,
 # all-MiniLM-L6-v2), sized to install, train and evaluate within 15 minutes
-# on a 2-core CPU (see docs/en/results/performance.md for the measured time):
+# on a 2-core CPU (14 min 51 s measured with a warm download cache, about 16
+# with a cold one; docs/en/results/performance.md):
 #   python tools/train.py configs/sera/sera_mnv2-minilm_synthetic.py
 # The dataset is generated into data/synthetic on first use (about 30 s).
 # The model, data and runtime are those of sera_mnv2-minilm_synthetic_600it.py
