@@ -165,6 +165,27 @@ def _group_options_key(group: Dict[str, Any]) -> Tuple:
                  if k != 'params')
 
 
+def _in_torch_optim(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether groups may be merged: only ``torch.optim`` optimizers;
+    wrappers that partition or cache groups at construction (e.g.
+    ``ZeroRedundancyOptimizer``) keep inner groups matched by index."""
+    return type(optimizer).__module__.startswith('torch.optim')
+
+
+def _refuse_state_with_groups(optimizer: torch.optim.Optimizer, count: int,
+                              message: str) -> None:
+    """Register a load pre-hook on ``optimizer`` that raises
+    ``ValueError(message)`` for a state dict with ``count`` parameter
+    groups, before anything is loaded."""
+
+    def refuse(opt, state_dict):
+        if len(state_dict.get('param_groups', [])) == count:
+            raise ValueError(message)
+        return None
+
+    optimizer.register_load_state_dict_pre_hook(refuse)
+
+
 def merge_param_groups(optimizer: torch.optim.Optimizer) -> int:
     """Merge the parameter groups of a freshly built ``optimizer`` whose
     options (every key but ``params``) are equal, in place, and return the
@@ -183,9 +204,7 @@ def merge_param_groups(optimizer: torch.optim.Optimizer) -> int:
     if optimizer.state:
         raise ValueError('merge_param_groups needs an optimizer that has not '
                          'stepped yet (its state is not empty)')
-    if not type(optimizer).__module__.startswith('torch.optim'):
-        # wrappers that partition or cache groups at construction (e.g.
-        # ZeroRedundancyOptimizer) keep inner groups matched by index
+    if not _in_torch_optim(optimizer):
         return len(optimizer.param_groups)
     before = len(optimizer.param_groups)
     merged: List[Dict[str, Any]] = []
@@ -202,17 +221,12 @@ def merge_param_groups(optimizer: torch.optim.Optimizer) -> int:
     optimizer.param_groups[:] = merged
     after = len(merged)
 
-    def refuse_unmerged_state(opt, state_dict):
-        saved = state_dict.get('param_groups', [])
-        if len(saved) == before:
-            raise ValueError(
-                f'the optimizer state to load has {before} parameter groups '
-                f'(saved before groups with equal options were merged); '
-                f'this optimizer has {after}. Resume that run with '
-                f'--cfg-options optim_wrapper.merge_param_groups=False')
-        return None
-
-    optimizer.register_load_state_dict_pre_hook(refuse_unmerged_state)
+    _refuse_state_with_groups(
+        optimizer, before,
+        f'the optimizer state to load has {before} parameter groups (saved '
+        f'before groups with equal options were merged); this optimizer has '
+        f'{after}. Resume that run with --cfg-options '
+        f'optim_wrapper.merge_param_groups=False')
     return before
 
 
@@ -221,23 +235,20 @@ def refuse_merged_state(optimizer: torch.optim.Optimizer) -> None:
     state dict saved with its groups merged: loading one raises a
     ``ValueError`` that says to resume with
     ``optim_wrapper.merge_param_groups=True`` (the default), instead of
-    torch's bare group-count error."""
+    torch's bare group-count error. Optimizers that
+    :func:`merge_param_groups` leaves alone are left alone here too."""
+    if not _in_torch_optim(optimizer):
+        return
     groups = len(optimizer.param_groups)
     merged = len({_group_options_key(g) for g in optimizer.param_groups})
     if merged == groups:
         return
-
-    def refuse(opt, state_dict):
-        if len(state_dict.get('param_groups', [])) == merged:
-            raise ValueError(
-                f'the optimizer state to load has {merged} parameter groups '
-                f'(saved with groups of equal options merged); this '
-                f'optimizer has {groups} (optim_wrapper.merge_param_groups='
-                f'False). Resume that run with the default, --cfg-options '
-                f'optim_wrapper.merge_param_groups=True')
-        return None
-
-    optimizer.register_load_state_dict_pre_hook(refuse)
+    _refuse_state_with_groups(
+        optimizer, merged,
+        f'the optimizer state to load has {merged} parameter groups (saved '
+        f'with groups of equal options merged); this optimizer has {groups} '
+        f'(optim_wrapper.merge_param_groups=False). Resume that run with the '
+        f'default, --cfg-options optim_wrapper.merge_param_groups=True')
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -280,7 +291,7 @@ class SummaryOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             before = None
             if self.merge_param_groups:
                 before = merge_param_groups(optimizer)
-            elif type(optimizer).__module__.startswith('torch.optim'):
+            else:
                 refuse_merged_state(optimizer)
             line = param_group_summary(module, optimizer)
             if before is not None and before != len(optimizer.param_groups):

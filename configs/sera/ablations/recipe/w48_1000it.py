@@ -1,8 +1,9 @@
 # Recipe search for the 15-minute main job: the 48-channel main recipe
-# (w48_800it.py) for 1,000 iterations instead of 800, the most the 15-
-# minute budget of README command 1 leaves room for (0.64 s per iteration
-# on this 2-core CPU: about 640 s of training, plus start-up, generation,
-# the final evaluation and a cold install). Over 3 seeds, paired with
+# (w48_800it.py) for 1,000 iterations instead of 800, about the most the
+# 15-minute budget of README command 1 leaves room for: from a fresh clone
+# it took 14 min 51 s with a warm download cache, and would take about 16
+# with a cold install (docs/benchmark/main_job_w48_1000it/full_run.md).
+# Over 3 seeds, paired with
 # w48_800it_merged_groups.py (the 800-iteration job at this code): val
 # +2.37 [+1.00, +3.74], testB +2.57 [+0.73, +4.42], both higher; val
 # 54.99 +- 0.94 (docs/ablations/recipe_w48_1000it/). Adopted: this is the
