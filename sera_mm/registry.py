@@ -1,6 +1,7 @@
 """SERA-MM registries: children of MMSegmentation's, so a config with
 ``default_scope='sera_mm'`` builds both SERA's and mmseg's (and mmengine's)
 components."""
+from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 from mmengine.registry import Registry
 from mmseg.registry import DATA_SAMPLERS as MMSEG_DATA_SAMPLERS
 from mmseg.registry import DATASETS as MMSEG_DATASETS
@@ -31,6 +32,11 @@ DATASETS = Registry('dataset', parent=MMSEG_DATASETS, scope='sera_mm',
                     locations=['sera_mm.datasets'])
 DATA_SAMPLERS = Registry('data sampler', parent=MMSEG_DATA_SAMPLERS,
                          scope='sera_mm', locations=['sera_mm.datasets'])
+#: Functions configs name by type, e.g. a dataloader's ``collate_fn``
+#: (``dict(type='sera_mm.refer_collate')``: mmengine's runner looks them
+#: up in its root registry, which reaches this node by the scope prefix).
+FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS, scope='sera_mm',
+                     locations=['sera_mm.datasets'])
 TRANSFORMS = Registry('transform', parent=MMSEG_TRANSFORMS, scope='sera_mm',
                       locations=['sera_mm.datasets'])
 MODELS = Registry('model', parent=MMSEG_MODELS, scope='sera_mm',

@@ -262,3 +262,20 @@ def test_one_line_changes_the_input_size(tmp_path):
     with pytest.raises(ValueError, match='input_size must be a positive '
                        "int.*got '160'"):
         load_config(str(bad))
+
+
+@pytest.mark.parametrize('path', SHIPPED, ids=_rel)
+def test_stacked_batches_meet_their_preprocessor(path):
+    """A config whose dataloaders stack batches in the workers
+    (``sera_mm.refer_collate``) gives its model the preprocessor that takes
+    them; the main job's training batches are stacked."""
+    from sera_mm.engine.launch_utils import load_config
+    cfg = load_config(path)
+    collates = {(cfg.get(k) or {}).get('collate_fn', {}).get('type')
+                for k in ('train_dataloader', 'val_dataloader',
+                          'test_dataloader')}
+    preprocessor = cfg.model.get('data_preprocessor', {}).get('type')
+    if 'sera_mm.refer_collate' in collates:
+        assert preprocessor == 'ReferDataPreProcessor'
+    if path == MAIN:
+        assert cfg.train_dataloader.collate_fn.type == 'sera_mm.refer_collate'

@@ -305,3 +305,24 @@ def test_routing_losses_and_metainfo_come_from_the_forward_that_made_them(
     for name in routing:
         assert routing[name]['weights'] == pytest.approx(
             expected[name]['weights'])
+
+
+def test_loss_without_masks_names_the_fix():
+    """A sample without its mask (e.g. a refer_collate batch that bypassed
+    ReferDataPreProcessor) stops with an error that says what to set."""
+    from sera_mm.datasets import refer_collate
+    model = _model().train()
+    samples = _samples(['left dog', 'red car'])
+    batch = refer_collate([
+        dict(inputs=torch.randint(0, 255, (3, 32, 32), dtype=torch.uint8),
+             data_samples=s) for s in samples])
+    assert batch['gt_sem_seg'].shape == (2, 1, 32, 32)
+    with pytest.raises(ValueError, match=r"data_samples\[0\] has no "
+                       r"gt_sem_seg.*ReferDataPreProcessor"):
+        model.loss(torch.randn(2, 3, 32, 32), batch['data_samples'])
+    # the same batch through the model's own preprocessor trains
+    rebuilt = _model(data_preprocessor=dict(
+        type='ReferDataPreProcessor', pad_val=0, seg_pad_val=0,
+        size=(32, 32)))
+    data = rebuilt.data_preprocessor(batch, training=True)
+    assert 'loss_ce' in rebuilt(**data, mode='loss')

@@ -8,6 +8,7 @@ from sera_mm.utils import mmcv_compat as _mmcv_compat
 
 _mmcv_compat.install()
 from . import transforms  # noqa: E402,F401
+from .collate import refer_collate  # noqa: E402
 from .cris_dataset import CRISReferDataset  # noqa: E402
 from .grefer_dataset import GReferDataset, target_expr_type  # noqa: E402
 from .mixed_dataset import ConcatReferDataset, MixedReferDataset  # noqa: E402
@@ -21,4 +22,4 @@ __all__ = ['ReferDataset', 'SyntheticReferDataset', 'SPLITS',
            'ensure_synthetic_refer', 'GReferDataset',
            'SyntheticGReferDataset', 'ensure_synthetic_grefer',
            'target_expr_type', 'MixedReferDataset', 'ConcatReferDataset',
-           'CRISReferDataset']
+           'CRISReferDataset', 'refer_collate']

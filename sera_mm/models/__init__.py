@@ -9,9 +9,10 @@ _mmcv_compat.install()
 from . import (  # noqa: E402,F401
     adapters, backbones, heads, losses, necks, routers, segmentors,
     text_encoders)
+from .data_preprocessor import ReferDataPreProcessor  # noqa: E402
 from .segmentors import SERASegmentor  # noqa: E402
 
 __all__ = [
     'adapters', 'backbones', 'heads', 'losses', 'necks', 'routers',
-    'segmentors', 'text_encoders', 'SERASegmentor'
+    'segmentors', 'text_encoders', 'SERASegmentor', 'ReferDataPreProcessor'
 ]

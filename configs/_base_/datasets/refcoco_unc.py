@@ -30,10 +30,14 @@ test_pipeline = [
     dict(type='LoadReferMask'),
     dict(type='PackReferInputs'),
 ]
+# refer_collate stacks each training batch's images and masks in the
+# worker (two tensors cross to the main process instead of two per
+# sample); the models' ReferDataPreProcessor takes such batches.
 train_dataloader = dict(
     batch_size=8,
     num_workers=2,
     persistent_workers=True,
+    collate_fn=dict(type='sera_mm.refer_collate'),
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,

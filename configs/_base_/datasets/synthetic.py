@@ -21,10 +21,14 @@ test_pipeline = [
     dict(type='LoadReferMask'),
     dict(type='PackReferInputs'),
 ]
+# refer_collate stacks each training batch's images and masks in the
+# worker (two tensors cross to the main process instead of two per
+# sample); the models' ReferDataPreProcessor takes such batches.
 train_dataloader = dict(
     batch_size=16,
     num_workers=1,
     persistent_workers=True,
+    collate_fn=dict(type='sera_mm.refer_collate'),
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,

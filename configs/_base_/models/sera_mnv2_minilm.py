@@ -3,7 +3,7 @@
 # input 160. Taps features[6, 13, 18] (strides 8, 16, 32); the fused map is
 # at the stride-8 level (20x20), the head predicts at 1/2 of the input.
 data_preprocessor = dict(
-    type='SegDataPreProcessor',
+    type='ReferDataPreProcessor',
     mean=[123.675, 116.28, 103.53],  # ImageNet, 0-255 RGB
     std=[58.395, 57.12, 57.375],
     bgr_to_rgb=True,

@@ -4,7 +4,7 @@
 # ``pretrained=None`` (random init, e.g. tools/analysis/param_report.py
 # --random-init).
 data_preprocessor = dict(
-    type='SegDataPreProcessor',
+    type='ReferDataPreProcessor',
     # CLIP's mean/std on 0-255 RGB
     mean=[122.7709383, 116.7460125, 104.09373615],
     std=[68.5005327, 66.6321579, 70.32316305],

@@ -86,7 +86,8 @@ class SERASegmentor(BaseSegmentor):
         backbone: backbone config (``forward(img, text)``).
         neck: neck config (``forward(grids, text)``).
         decode_head: head config (``forward((fused, text))``).
-        data_preprocessor: ``SegDataPreProcessor`` config.
+        data_preprocessor: ``ReferDataPreProcessor`` (or mmseg's
+            ``SegDataPreProcessor``) config.
         train_cfg: unused, kept for mmseg compatibility.
         test_cfg: dict(mode='whole').
         balance_loss_weight: weight of the routers' load-balancing loss.
@@ -275,6 +276,15 @@ class SERASegmentor(BaseSegmentor):
             inputs: images (B, 3, H, W).
             data_samples: samples with ``gt_sem_seg`` and metainfo ``text``.
         """
+        for i, sample in enumerate(data_samples):
+            if 'gt_sem_seg' not in sample or 'data' not in sample.gt_sem_seg:
+                raise ValueError(
+                    f'SERASegmentor.loss: data_samples[{i}] has no '
+                    f'gt_sem_seg mask (expected one per sample: a training '
+                    f'pipeline loads it with LoadReferMask, and batches of '
+                    f"collate_fn=dict(type='sera_mm.refer_collate') need "
+                    f"data_preprocessor=dict(type='ReferDataPreProcessor',"
+                    f' ...) to put their masks back)')
         # the routing losses come from what this forward's routers
         # returned, not from module state another forward may overwrite
         feats, routing = self.extract_feat_and_routing(inputs, data_samples)
