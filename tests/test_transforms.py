@@ -173,3 +173,32 @@ def test_letterbox_pads_with_a_colour_per_channel():
         Letterbox(size=16, pad_val=[1.0, 2.0])
     with pytest.raises(ValueError, match='pad_val'):
         Letterbox(size=16, pad_val='mean')
+
+
+def test_decoded_image_cache_serves_copies_within_its_bound(tmp_path):
+    import cv2
+    from sera_mm.datasets.transforms import LoadReferImage
+    paths = []
+    for i in range(2):
+        img = np.full((8, 6, 3), 40 * (i + 1), np.uint8)
+        img[0, 0] = (1, 2, 3)
+        paths.append(str(tmp_path / f'{i}.png'))
+        cv2.imwrite(paths[-1], img)
+    load = LoadReferImage(cache_max_bytes=8 * 6 * 3)  # one image fits
+    first = load(dict(img_path=paths[0]))['img']
+    (tmp_path / '0.png').unlink()  # a repeat read is served from memory
+    again = load(dict(img_path=paths[0]))['img']
+    assert np.array_equal(first, again) and tuple(again[0, 0]) == (1, 2, 3)
+    again[:] = 0  # a copy: the cached image is untouched
+    assert tuple(load(dict(img_path=paths[0]))['img'][0, 0]) == (1, 2, 3)
+    load(dict(img_path=paths[1]))  # evicts the first (bound: one image)
+    assert load._cache_bytes == 8 * 6 * 3 and list(load._cache) == [paths[1]]
+    with pytest.raises(FileNotFoundError, match='0.png'):
+        load(dict(img_path=paths[0]))
+    # off by default; an image larger than the bound is never kept
+    assert LoadReferImage().cache_max_bytes == 0
+    small = LoadReferImage(cache_max_bytes=10)
+    small(dict(img_path=paths[1]))
+    assert not small._cache
+    with pytest.raises(ValueError, match='cache_max_bytes must be an int'):
+        LoadReferImage(cache_max_bytes=-1)

@@ -9,14 +9,17 @@ data_root = 'data/synthetic'
 input_size = 160
 generate = dict(num_images=2000, seed=0, image_size=256)
 
+# The decoded images are cached in each dataloader worker (the 2,000
+# training images take about 393 MB at 256 px): every epoch after the first
+# copies them instead of reading and decoding the PNG files again.
 train_pipeline = [
-    dict(type='LoadReferImage'),
+    dict(type='LoadReferImage', cache_max_bytes=512 * 1024**2),
     dict(type='LoadReferMask'),
     dict(type='Letterbox', size=input_size),
     dict(type='PackReferInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadReferImage'),
+    dict(type='LoadReferImage', cache_max_bytes=128 * 1024**2),
     dict(type='Letterbox', size=input_size),
     dict(type='LoadReferMask'),
     dict(type='PackReferInputs'),
@@ -37,8 +40,10 @@ train_dataloader = dict(
         generate=generate,
         train_mode='ref',
         pipeline=train_pipeline))
+# evaluation at batch 64: fewer, larger forward passes (each sample's
+# prediction is computed independently of the others in its batch)
 val_dataloader = dict(
-    batch_size=16,
+    batch_size=64,
     num_workers=1,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
@@ -50,7 +55,7 @@ val_dataloader = dict(
         test_mode=True,
         pipeline=test_pipeline))
 test_dataloader = dict(
-    batch_size=16,
+    batch_size=64,
     num_workers=1,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),

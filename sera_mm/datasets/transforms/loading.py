@@ -5,6 +5,7 @@ image path shared with inference, the demo, the ONNX tools and the
 pictures (pixels as stored: no EXIF rotation; grayscale replicated, alpha
 dropped, 16-bit to its high byte).
 """
+from collections import OrderedDict
 from typing import Optional
 
 import numpy as np
@@ -34,36 +35,75 @@ class LoadReferImage(BaseTransform):
 
     Adds ``img`` (H, W, 3), ``img_shape`` and ``ori_shape`` (H, W).
 
+    Decoded-image cache: with ``cache_max_bytes > 0`` the decoded images
+    of the most recently read paths are kept (least recently used dropped
+    first, at most that many bytes), and a repeat read returns a copy
+    instead of reading and decoding the file again. Training reads every
+    image once per epoch, and a test split reads an image once per
+    expression, so on a small dataset almost every read becomes a copy.
+    Each dataloader worker holds its own cache (up to ``num_workers x
+    cache_max_bytes`` in all); the cache assumes the files do not change
+    while it runs.
+
     Args:
         backend_args: mmengine file backend arguments (local by default).
+        cache_max_bytes: bound of the decoded-image cache in bytes; 0 (the
+            default) reads and decodes every time.
 
     Raises:
         FileNotFoundError: the file is missing, empty or not a readable
             image (truncated, corrupt, zero width or height).
         ValueError: a given ``img`` array (or a decoded file) of another
-            shape or dtype, or empty.
+            shape or dtype, or empty; a negative ``cache_max_bytes``.
     """
 
-    def __init__(self, backend_args: Optional[dict] = None) -> None:
+    def __init__(self, backend_args: Optional[dict] = None,
+                 cache_max_bytes: int = 0) -> None:
+        if not isinstance(cache_max_bytes, int) or cache_max_bytes < 0:
+            raise ValueError(f'LoadReferImage: cache_max_bytes must be an '
+                             f'int >= 0, got {cache_max_bytes!r}')
         self.backend_args = backend_args
+        self.cache_max_bytes = cache_max_bytes
+        self._cache: 'OrderedDict[str, np.ndarray]' = OrderedDict()
+        self._cache_bytes = 0
+
+    def _read(self, path) -> np.ndarray:
+        """Read and decode ``path`` (through the cache when it is on)."""
+        key = str(path)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached.copy()
+        try:
+            buf = fileio.get(path, backend_args=self.backend_args)
+        except FileNotFoundError:
+            raise FileNotFoundError(f'image not found: {path}') from None
+        try:
+            img = decode_image(buf, key)
+        except ImageDecodeError as e:
+            raise FileNotFoundError(str(e)) from None
+        if 0 < img.nbytes <= self.cache_max_bytes:
+            self._cache[key] = img.copy()
+            self._cache_bytes += img.nbytes
+            while self._cache_bytes > self.cache_max_bytes:
+                _, dropped = self._cache.popitem(last=False)
+                self._cache_bytes -= dropped.nbytes
+        return img
 
     def transform(self, results: dict) -> dict:
         path = results.get('img_path')
         if isinstance(results.get('img'), np.ndarray):
             img = as_bgr_uint8(results['img'], str(path))
         else:
-            try:
-                buf = fileio.get(path, backend_args=self.backend_args)
-            except FileNotFoundError:
-                raise FileNotFoundError(f'image not found: {path}') from None
-            try:
-                img = decode_image(buf, str(path))
-            except ImageDecodeError as e:
-                raise FileNotFoundError(str(e)) from None
+            img = self._read(path)
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
         return results
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(backend_args={self.backend_args!r}, '
+                f'cache_max_bytes={self.cache_max_bytes})')
 
 
 def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
