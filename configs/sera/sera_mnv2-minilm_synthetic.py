@@ -1,24 +1,22 @@
 # The built-in main job: SERA on the synthetic referring benchmark with real
 # pretrained encoders that install offline from PyPI (ImageNet MobileNetV2,
 # all-MiniLM-L6-v2), sized to install, train and evaluate within 15 minutes
-# on a 2-core CPU (14 min 51 s measured with a warm download cache, about 16
-# with a cold one; docs/en/results/performance.md):
+# on a 2-core CPU (docs/en/results/performance.md):
 #   python tools/train.py configs/sera/sera_mnv2-minilm_synthetic.py
 # The dataset is generated into data/synthetic on first use (about 30 s).
 # The model, data and runtime are those of sera_mnv2-minilm_synthetic_600it.py
 # (channels-last, frozen-prefix cache, frozen text encoder with a feature
-# cache) with the neck and the head 48 channels wide instead of 96 (the
+# cache, batches stacked in the dataloader worker, decoded images cached
+# there) with the neck and the head 48 channels wide instead of 96 (the
 # head's feed-forward 96 instead of 192; 1.03 M trainable parameters). The
-# recipe: batch 32 at learning rate 2e-3 for 1,000 iterations (25 warm-up,
-# cosine decay), the most the 15-minute budget leaves room for. Over 3
-# seeds val mIoU 54.99 +- 0.94, testB 53.12 +- 1.38; paired with the same
-# model for 800 iterations (ablations/recipe/w48_800it_merged_groups.py,
-# the previous main job) +2.37 [+1.00, +3.74] on val and +2.57 [+0.73,
-# +4.42] on testB, both higher (docs/ablations/recipe_w48_1000it/). Recipe
-# rows: configs/sera/ablations/recipe/ (this config resolves to
-# w48_1000it.py).
+# recipe: batch 32 at learning rate 2e-3 for 1,100 iterations (25 warm-up,
+# cosine decay). Over 3 seeds val mIoU 57.17 +- 1.03, testB 55.19 +- 1.90; paired with the same
+# model for 1,000 iterations (ablations/recipe/w48_1000it.py, the previous
+# main job) +2.17 [+0.91, +3.44] on val and +2.07 [+0.51, +3.64] on
+# testB, both higher (docs/ablations/recipe_w48_1100it/). Recipe rows:
+# configs/sera/ablations/recipe/ (this config resolves to w48_1100it.py).
 _base_ = './sera_mnv2-minilm_synthetic_600it.py'
-max_iters = 1000
+max_iters = 1100
 model = dict(
     neck=dict(channels=48),
     decode_head=dict(channels=48, ffn_channels=96))

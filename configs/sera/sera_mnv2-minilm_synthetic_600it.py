@@ -5,7 +5,7 @@
 # (configs/sera/ablations/), the projects' synthetic configs and the
 # published checkpoints, whose committed results were measured with it. The
 # main job, sera_mnv2-minilm_synthetic.py, narrows the neck and head to 48
-# channels and trains at batch 32 for 1,000 iterations.
+# channels and trains at batch 32 for 1,100 iterations.
 _base_ = [
     '../_base_/models/sera_mnv2_minilm.py',
     '../_base_/datasets/synthetic.py',

@@ -6,8 +6,9 @@
 # points below it on val (seed 0): this row spends the time batch 32 saves
 # on more iterations. It was the main job's recipe until the neck and head
 # were narrowed to 64 channels for 720 iterations (w64_720it.py), then to
-# 48 for 800 (w48_800it.py) and 1,000 (w48_1000it.py, now the main
-# config); the batch-32 recipe trials inherit this row.
+# 48 for 800 (w48_800it.py), 1,000 (w48_1000it.py) and 1,100
+# (w48_1100it.py, now the main config); the batch-32 recipe trials
+# inherit this row.
 _base_ = './bs32_400it_lr2e-3.py'
 max_iters = 600
 param_scheduler = [

@@ -12,7 +12,7 @@
 # Over 5 seeds, paired with w64_720it.py: val +0.27 [-1.33, +1.87], testB
 # +0.05 [-1.99, +2.09], both n.s., with the cheaper step. Adopted, it was
 # the main job's recipe until the same model for 1,000 iterations
-# (w48_1000it.py, now the main config). Its recorded runs predate the
+# (w48_1000it.py; now 1,100, w48_1100it.py). Its recorded runs predate the
 # merged optimizer groups; with them the runs differ by float rounding
 # (w48_800it_merged_groups.py).
 _base_ = './bs32_600it_lr2e-3.py'
